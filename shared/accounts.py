@@ -1,0 +1,161 @@
+"""Accounts: open, read, freeze and unfreeze, deposit, and the ledger."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from shared.clock import new_id, to_text, utcnow
+from shared.db import Database
+from shared.errors import AccountFrozen, BalanceLimitExceeded, IdempotencyKeyReused, NotFound
+from shared.idempotency import fingerprint
+from shared.pages import cursor_bound, page_of
+from shared.records import Account, AccountStatus, Deposit, LedgerEntry, Page
+
+MAX_BALANCE = 2**63 - 1
+
+ACCOUNT_COLUMNS = """
+    accounts.*,
+    coalesce((SELECT sum(amount) FROM payments
+              WHERE from_account_id = accounts.id AND status = 'pending'), 0) AS pending_out
+"""
+
+
+def open_account(db: Database, user_id: str, currency: str) -> Account:
+    now = to_text(utcnow())
+    account_id = new_id("acc")
+    with db.write() as conn:
+        conn.execute(
+            "INSERT INTO accounts (id, user_id, currency, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (account_id, user_id, currency, now, now),
+        )
+        return _owned(conn, user_id, account_id)
+
+
+def get_account(db: Database, user_id: str, account_id: str) -> Account:
+    """Raises: NotFound: no such account, or another user's."""
+    with db.read() as conn:
+        return _owned(conn, user_id, account_id)
+
+
+def list_accounts(db: Database, user_id: str, *, limit: int, cursor: str | None) -> Page[Account]:
+    before = cursor_bound(cursor)
+    rows = (
+        db.connection()
+        .execute(
+            f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE user_id = ? AND seq < ?"
+            " ORDER BY seq DESC LIMIT ?",
+            (user_id, before, limit + 1),
+        )
+        .fetchall()
+    )
+    return page_of(rows, limit, Account.from_row)
+
+
+def set_status(db: Database, user_id: str, account_id: str, status: AccountStatus) -> Account:
+    """Freeze or unfreeze; setting the status it has already is a no-op.
+
+    Raises:
+        NotFound: no such account, or another user's.
+    """
+    with db.write() as conn:
+        account = _owned(conn, user_id, account_id)
+        if account.status == status:
+            return account
+        conn.execute(
+            "UPDATE accounts SET status = ?, updated_at = ? WHERE id = ?",
+            (status.value, to_text(utcnow()), account_id),
+        )
+        return _owned(conn, user_id, account_id)
+
+
+def deposit(
+    db: Database,
+    user_id: str,
+    account_id: str,
+    *,
+    amount: int,
+    description: str | None,
+    idempotency_key: str,
+) -> tuple[Deposit, bool]:
+    """Money in from outside, at once; returns the deposit and whether it is a replay.
+
+    Raises:
+        NotFound: no such account, or another user's.
+        IdempotencyKeyReused: the key was used on this account with another body.
+        AccountFrozen: the account is frozen.
+        BalanceLimitExceeded: the balance would pass 2^63 - 1.
+    """
+    request_hash = fingerprint(amount=amount, description=description)
+    with db.write() as conn:
+        account = _owned(conn, user_id, account_id)
+        existing = conn.execute(
+            f"{_DEPOSIT_SELECT} WHERE deposits.account_id = ? AND deposits.idempotency_key = ?",
+            (account_id, idempotency_key),
+        ).fetchone()
+        if existing is not None:
+            if existing["request_hash"] != request_hash:
+                raise IdempotencyKeyReused(
+                    "this Idempotency-Key was used for a deposit with a different body"
+                )
+            return Deposit.from_row(existing), True
+        if account.status is AccountStatus.FROZEN:
+            raise AccountFrozen(f"account {account_id} is frozen")
+        if account.balance > MAX_BALANCE - amount:
+            raise BalanceLimitExceeded(f"account {account_id} cannot hold more money")
+        now = to_text(utcnow())
+        deposit_id = new_id("dep")
+        balance_after = account.balance + amount
+        conn.execute(
+            "UPDATE accounts SET balance = ?, updated_at = ? WHERE id = ?",
+            (balance_after, now, account_id),
+        )
+        conn.execute(
+            "INSERT INTO deposits"
+            " (id, account_id, amount, description, idempotency_key, request_hash, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (deposit_id, account_id, amount, description, idempotency_key, request_hash, now),
+        )
+        conn.execute(
+            "INSERT INTO ledger_entries"
+            " (id, account_id, direction, amount, balance_after, deposit_id, created_at)"
+            " VALUES (?, ?, 'credit', ?, ?, ?, ?)",
+            (new_id("led"), account_id, amount, balance_after, deposit_id, now),
+        )
+        row = conn.execute(f"{_DEPOSIT_SELECT} WHERE deposits.id = ?", (deposit_id,)).fetchone()
+        return Deposit.from_row(row), False
+
+
+def list_ledger(
+    db: Database, user_id: str, account_id: str, *, limit: int, cursor: str | None
+) -> Page[LedgerEntry]:
+    """Raises: NotFound: no such account, or another user's. InvalidCursor."""
+    before = cursor_bound(cursor)
+    with db.read() as conn:
+        _owned(conn, user_id, account_id)
+        rows = conn.execute(
+            "SELECT * FROM ledger_entries WHERE account_id = ? AND seq < ?"
+            " ORDER BY seq DESC LIMIT ?",
+            (account_id, before, limit + 1),
+        ).fetchall()
+    return page_of(rows, limit, LedgerEntry.from_row)
+
+
+def find_account(conn: sqlite3.Connection, account_id: str) -> Account | None:
+    row = conn.execute(
+        f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (account_id,)
+    ).fetchone()
+    return None if row is None else Account.from_row(row)
+
+
+def _owned(conn: sqlite3.Connection, user_id: str, account_id: str) -> Account:
+    account = find_account(conn, account_id)
+    if account is None or account.user_id != user_id:
+        raise NotFound(f"no account {account_id}")
+    return account
+
+
+_DEPOSIT_SELECT = """
+    SELECT deposits.*, ledger_entries.balance_after FROM deposits
+    JOIN ledger_entries ON ledger_entries.deposit_id = deposits.id
+"""

@@ -1,0 +1,104 @@
+"""``p2p verify``: audit the whole database against G2 (atomicity) and G3 (conservation)."""
+
+from __future__ import annotations
+
+from shared.db import Database
+
+# Each query yields one row per violation: (what, detail).
+_CHECKS: tuple[tuple[str, str], ...] = (
+    (
+        "balance differs from its ledger",
+        """
+        SELECT accounts.id, 'balance ' || accounts.balance || ' but credits - debits = '
+               || coalesce(sum(CASE direction WHEN 'credit' THEN amount ELSE -amount END), 0)
+        FROM accounts LEFT JOIN ledger_entries ON ledger_entries.account_id = accounts.id
+        GROUP BY accounts.id
+        HAVING accounts.balance
+               <> coalesce(sum(CASE direction WHEN 'credit' THEN amount ELSE -amount END), 0)
+        """,
+    ),
+    (
+        "balance differs from its newest entry's balance_after",
+        """
+        SELECT accounts.id, 'balance ' || accounts.balance || ' but newest balance_after '
+               || coalesce(newest.balance_after, 0)
+        FROM accounts LEFT JOIN ledger_entries AS newest ON newest.seq = (
+            SELECT max(seq) FROM ledger_entries WHERE account_id = accounts.id)
+        WHERE accounts.balance <> coalesce(newest.balance_after, 0)
+        """,
+    ),
+    (
+        "running balance broken",
+        """
+        SELECT id, 'entry balance_after ' || balance_after || ' but previous '
+               || previous || (CASE direction WHEN 'credit' THEN ' + ' ELSE ' - ' END) || amount
+        FROM (SELECT *, coalesce(lag(balance_after) OVER (
+                  PARTITION BY account_id ORDER BY seq), 0) AS previous
+              FROM ledger_entries)
+        WHERE balance_after
+              <> previous + CASE direction WHEN 'credit' THEN amount ELSE -amount END
+        """,
+    ),
+    (
+        "negative balance",
+        "SELECT id, 'balance ' || balance FROM accounts WHERE balance < 0",
+    ),
+    (
+        "completed payment without exactly one debit and one credit of its amount",
+        """
+        SELECT payments.id, count(ledger_entries.id) || ' entries'
+        FROM payments LEFT JOIN ledger_entries ON ledger_entries.payment_id = payments.id
+        WHERE payments.status = 'completed'
+        GROUP BY payments.id
+        HAVING count(ledger_entries.id) <> 2
+            OR sum(direction = 'debit' AND ledger_entries.account_id = from_account_id
+                   AND ledger_entries.amount = payments.amount) <> 1
+            OR sum(direction = 'credit' AND ledger_entries.account_id = to_account_id
+                   AND ledger_entries.amount = payments.amount) <> 1
+        """,
+    ),
+    (
+        "payment that is not completed has ledger entries",
+        """
+        SELECT payments.id, payments.status || ' with ' || count(*) || ' entries'
+        FROM payments JOIN ledger_entries ON ledger_entries.payment_id = payments.id
+        WHERE payments.status <> 'completed' GROUP BY payments.id
+        """,
+    ),
+    (
+        "deposit without exactly one credit of its amount",
+        """
+        SELECT deposits.id, count(ledger_entries.id) || ' entries'
+        FROM deposits LEFT JOIN ledger_entries ON ledger_entries.deposit_id = deposits.id
+        GROUP BY deposits.id
+        HAVING count(ledger_entries.id) <> 1
+            OR sum(ledger_entries.amount = deposits.amount
+                   AND ledger_entries.account_id = deposits.account_id) <> 1
+        """,
+    ),
+    (
+        "sum of balances differs from sum of deposits",
+        """
+        SELECT 'all accounts', 'balances ' || b || ' but deposits ' || d
+        FROM (SELECT coalesce(sum(balance), 0) AS b FROM accounts),
+             (SELECT coalesce(sum(amount), 0) AS d FROM deposits)
+        WHERE b <> d
+        """,
+    ),
+    (
+        "foreign key broken",
+        "SELECT \"table\" || ' row ' || rowid, 'references missing ' || parent"
+        " FROM pragma_foreign_key_check",
+    ),
+)
+
+
+def verify(db: Database) -> list[str]:
+    """Every violation of G2 and G3, one line each; empty when the ledger holds."""
+    violations: list[str] = []
+    with db.read() as conn:
+        for what, query in _CHECKS:
+            violations.extend(
+                f"{what}: {subject}: {detail}" for subject, detail in conn.execute(query)
+            )
+    return violations

@@ -1,0 +1,105 @@
+"""The transfer engine: settle a pending payment in one ``BEGIN IMMEDIATE`` transaction.
+
+Settling is idempotent: everything is re-read under the write lock, and a payment that
+is no longer pending is left alone. That is what makes at-least-once delivery, the
+sweep and a killed worker all safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from datetime import timedelta
+
+from shared.accounts import MAX_BALANCE, find_account
+from shared.clock import new_id, to_text, utcnow
+from shared.db import Database
+from shared.records import AccountStatus, FailureCode, Payment, PaymentStatus
+
+log = logging.getLogger(__name__)
+
+
+def settle_payment(db: Database, payment_id: str) -> Payment | None:
+    """Settle one payment as ``completed`` or ``failed``; ``None`` if there is no such id.
+
+    Business outcomes are recorded, never raised. Anything raised is an infrastructure
+    error (the database is locked, the disk failed): the transaction rolled back and the
+    caller may try again.
+    """
+    with db.write() as conn:
+        row = conn.execute("SELECT * FROM payments WHERE id = ?", (payment_id,)).fetchone()
+        if row is None:
+            log.warning("no payment %s to settle", payment_id)
+            return None
+        payment = Payment.from_row(row)
+        if payment.status is not PaymentStatus.PENDING:
+            return payment
+        failure = _judge(conn, payment)
+        now = to_text(utcnow())
+        if failure is None:
+            _move_money(conn, payment, now)
+            conn.execute(
+                "UPDATE payments SET status = 'completed', completed_at = ? WHERE id = ?",
+                (now, payment_id),
+            )
+        else:
+            code, detail = failure
+            conn.execute(
+                "UPDATE payments SET status = 'failed', failure_code = ?, failure_detail = ?,"
+                " completed_at = ? WHERE id = ?",
+                (code.value, detail, now, payment_id),
+            )
+        return Payment.from_row(
+            conn.execute("SELECT * FROM payments WHERE id = ?", (payment_id,)).fetchone()
+        )
+
+
+def stuck_payments(db: Database, *, older_than: timedelta, limit: int) -> list[str]:
+    """The oldest pending payments accepted more than ``older_than`` ago, oldest first."""
+    cutoff = to_text(utcnow() - older_than)
+    rows = (
+        db.connection()
+        .execute(
+            "SELECT id, created_at FROM payments WHERE status = 'pending' ORDER BY seq LIMIT ?",
+            (limit,),
+        )
+        .fetchall()
+    )
+    return [row["id"] for row in rows if row["created_at"] <= cutoff]
+
+
+def _judge(conn: sqlite3.Connection, payment: Payment) -> tuple[FailureCode, str] | None:
+    sender = find_account(conn, payment.from_account_id)
+    receiver = find_account(conn, payment.to_account_id)
+    if sender is None or receiver is None:
+        missing = payment.from_account_id if sender is None else payment.to_account_id
+        return FailureCode.ACCOUNT_NOT_FOUND, f"account {missing} does not exist"
+    for account in (sender, receiver):
+        if account.status is AccountStatus.FROZEN:
+            return FailureCode.ACCOUNT_FROZEN, f"account {account.id} is frozen"
+    if sender.balance < payment.amount:
+        return (
+            FailureCode.INSUFFICIENT_FUNDS,
+            f"account {sender.id} holds {sender.balance}, the payment needs {payment.amount}",
+        )
+    if receiver.balance > MAX_BALANCE - payment.amount:
+        return FailureCode.BALANCE_LIMIT_EXCEEDED, f"account {receiver.id} cannot hold more"
+    return None
+
+
+def _move_money(conn: sqlite3.Connection, payment: Payment, now: str) -> None:
+    for account_id, direction, delta in (
+        (payment.from_account_id, "debit", -payment.amount),
+        (payment.to_account_id, "credit", payment.amount),
+    ):
+        (balance_after,) = conn.execute(
+            "UPDATE accounts SET balance = balance + ?, updated_at = ? WHERE id = ?"
+            " RETURNING balance",
+            (delta, now, account_id),
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO ledger_entries"
+            " (id, account_id, direction, amount, balance_after, payment_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (new_id("led"), account_id, direction, payment.amount, balance_after, payment.id, now),
+        )

@@ -1,0 +1,67 @@
+"""The errors the payment core raises on purpose: a flat tree, one class per condition.
+
+Each carries a stable snake_case ``code``; the API maps classes to HTTP statuses in one
+place (``api/problems.py``).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class P2PError(Exception):
+    """Base of every error the payment core raises on purpose."""
+
+    code: ClassVar[str] = "error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(P2PError):
+    """The resource does not exist, or belongs to somebody else."""
+
+    code = "not_found"
+
+
+class EmailTaken(P2PError):
+    """Another user signed up with this email (compared case-insensitively)."""
+
+    code = "email_taken"
+
+
+class SameAccount(P2PError):
+    """A transfer names one account as both sender and receiver."""
+
+    code = "same_account"
+
+
+class CurrencyMismatch(P2PError):
+    """A transfer's currency differs from the sender's or the receiver's account."""
+
+    code = "currency_mismatch"
+
+
+class AccountFrozen(P2PError):
+    """The account is frozen: no money may move in or out."""
+
+    code = "account_frozen"
+
+
+class BalanceLimitExceeded(P2PError):
+    """The balance would exceed the largest one the ledger can hold (2^63 - 1)."""
+
+    code = "balance_limit_exceeded"
+
+
+class IdempotencyKeyReused(P2PError):
+    """The Idempotency-Key was used before with a different request body."""
+
+    code = "idempotency_key_reused"
+
+
+class InvalidCursor(P2PError):
+    """A list cursor was not one this service handed out."""
+
+    code = "invalid_cursor"

@@ -1,0 +1,162 @@
+"""What the core hands out: plain, frozen dataclasses read from rows."""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from shared.clock import from_text
+
+T = TypeVar("T")
+
+
+class AccountStatus(enum.StrEnum):
+    ACTIVE = "active"
+    FROZEN = "frozen"
+
+
+class PaymentStatus(enum.StrEnum):
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class FailureCode(enum.StrEnum):
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    ACCOUNT_FROZEN = "account_frozen"
+    ACCOUNT_NOT_FOUND = "account_not_found"
+    BALANCE_LIMIT_EXCEEDED = "balance_limit_exceeded"
+
+
+class Direction(enum.StrEnum):
+    DEBIT = "debit"
+    CREDIT = "credit"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    name: str
+    email: str
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> User:
+        return cls(row["id"], row["name"], row["email"], from_text(row["created_at"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    user_id: str
+    currency: str
+    balance: int
+    pending_out: int
+    status: AccountStatus
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Account:
+        return cls(
+            id=row["id"],
+            user_id=row["user_id"],
+            currency=row["currency"],
+            balance=row["balance"],
+            pending_out=row["pending_out"],
+            status=AccountStatus(row["status"]),
+            created_at=from_text(row["created_at"]),
+            updated_at=from_text(row["updated_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Deposit:
+    id: str
+    account_id: str
+    amount: int
+    description: str | None
+    balance_after: int
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Deposit:
+        return cls(
+            id=row["id"],
+            account_id=row["account_id"],
+            amount=row["amount"],
+            description=row["description"],
+            balance_after=row["balance_after"],
+            created_at=from_text(row["created_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    id: str
+    from_account_id: str
+    to_account_id: str
+    amount: int
+    currency: str
+    description: str | None
+    status: PaymentStatus
+    failure_code: FailureCode | None
+    failure_detail: str | None
+    created_at: datetime
+    completed_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Payment:
+        return cls(
+            id=row["id"],
+            from_account_id=row["from_account_id"],
+            to_account_id=row["to_account_id"],
+            amount=row["amount"],
+            currency=row["currency"],
+            description=row["description"],
+            status=PaymentStatus(row["status"]),
+            failure_code=FailureCode(row["failure_code"]) if row["failure_code"] else None,
+            failure_detail=row["failure_detail"],
+            created_at=from_text(row["created_at"]),
+            completed_at=from_text(row["completed_at"]) if row["completed_at"] else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    id: str
+    account_id: str
+    direction: Direction
+    amount: int
+    balance_after: int
+    payment_id: str | None
+    deposit_id: str | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> LedgerEntry:
+        return cls(
+            id=row["id"],
+            account_id=row["account_id"],
+            direction=Direction(row["direction"]),
+            amount=row["amount"],
+            balance_after=row["balance_after"],
+            payment_id=row["payment_id"],
+            deposit_id=row["deposit_id"],
+            created_at=from_text(row["created_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a newest-first list; ``next_cursor`` continues it."""
+
+    data: list[T]
+    next_cursor: str | None
+
+    @property
+    def has_more(self) -> bool:
+        return self.next_cursor is not None

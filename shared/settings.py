@@ -1,0 +1,60 @@
+"""Settings, read from the environment (``P2P_*``) once per process entry point."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Every knob of the processor; each one is documented in the README."""
+
+    model_config = SettingsConfigDict(env_prefix="P2P_", frozen=True, extra="ignore")
+
+    database_url: str = "sqlite:///./p2p.db"
+    redis_url: str = "redis://localhost:6379/0"
+    max_amount: int = Field(default=10**12, ge=1, le=2**62)
+    max_body_bytes: int = Field(default=MIB, ge=1024)
+
+    sqlite_synchronous: Literal["FULL", "EXTRA", "NORMAL"] = "FULL"
+    sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+
+    # Short, so that a submit still answers 202 quickly while Redis is away.
+    redis_timeout_s: float = Field(default=0.5, gt=0)
+    queue_name: str = "payments"
+
+    worker_threads: int = Field(default=1, ge=1)
+    worker_prefetch: int = Field(default=64, ge=1)
+    retry_min_backoff_ms: int = Field(default=100, ge=1)
+    retry_max_backoff_ms: int = Field(default=10_000, ge=1)
+    retry_max: int = Field(default=20, ge=0)
+
+    sweep_interval_s: float = Field(default=1.0, gt=0)
+    sweep_grace_s: float = Field(default=2.0, ge=0)
+    sweep_batch: int = Field(default=100, ge=1)
+    heartbeat_path: str | None = None
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _sqlite_file_url(cls, url: str) -> str:
+        if not url.startswith("sqlite:///") or url in ("sqlite:///", "sqlite:///:memory:"):
+            raise ValueError("must be sqlite:///<path to a file>, e.g. sqlite:///./p2p.db")
+        return url
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, url: str) -> str:
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// URL, e.g. redis://localhost:6379/0")
+        return url
+
+    @property
+    def sqlite_path(self) -> str:
+        """The file behind ``database_url``: ``sqlite:///./a.db`` is ``./a.db``."""
+        return self.database_url.removeprefix("sqlite:///")
