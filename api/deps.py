@@ -1,0 +1,65 @@
+"""What routes ask for: the app's services, the caller, the Idempotency-Key."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from api.metrics import ApiMetrics
+from api.problems import ApiProblem, unauthorized
+from api.waiter import PaymentWaiter
+from shared.db import Database
+from shared.records import User
+from shared.settings import Settings
+from worker.queue import SettlementQueue
+
+_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    db: Database
+    queue: SettlementQueue
+    waiter: PaymentWaiter
+    metrics: ApiMetrics
+
+
+async def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+async def _current_user(request: Request) -> User:
+    user: User | None = request.scope.get("state", {}).get("user")
+    if user is None:
+        raise unauthorized("a valid API key is required: Authorization: Bearer <api_key>")
+    return user
+
+
+async def _idempotency_key(
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Required: 1-255 printable ASCII characters, unique per request.",
+        ),
+    ] = None,
+) -> str:
+    if key is None:
+        raise ApiProblem(400, "idempotency_key_missing", "the Idempotency-Key header is required")
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise ApiProblem(
+            400,
+            "idempotency_key_invalid",
+            "the Idempotency-Key must be 1 to 255 printable ASCII characters",
+        )
+    return key
+
+
+ServicesDep = Annotated[Services, Depends(_services)]
+CurrentUser = Annotated[User, Depends(_current_user)]
+IdempotencyKey = Annotated[str, Depends(_idempotency_key)]

@@ -1,0 +1,146 @@
+"""Pure ASGI middleware: body size limit, authentication and request metrics.
+
+Authentication runs before FastAPI reads the body, so no request without a valid key
+gets past ``401``, not even to a ``422``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import anyio.to_thread
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.metrics import ApiMetrics
+from api.problems import problem
+from shared.db import Database
+from shared.users import authenticate
+
+PUBLIC_PATHS = frozenset(
+    {"/users", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"}
+)
+
+
+class BodyMiddleware:
+    """Refuses a body over ``max_bytes`` (``413``, declared or streamed) and a body that
+    is not declared JSON (``415``), before anything else reads it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = problem(
+            413, "payload_too_large", f"the body is larger than {self.max_bytes} bytes"
+        )
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await too_large(scope, receive, send)
+                return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if body and not _declares_json(scope):
+            unsupported = problem(
+                415,
+                "unsupported_media_type",
+                "the body must be JSON: Content-Type: application/json",
+            )
+            await unsupported(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class AuthenticationMiddleware:
+    """Puts the caller's ``User`` in ``request.state.user``, or answers ``401``."""
+
+    def __init__(self, app: ASGIApp, db: Database) -> None:
+        self.app = app
+        self.db = db
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        token = _bearer_token(scope)
+        user = (
+            None if token is None else await anyio.to_thread.run_sync(authenticate, self.db, token)
+        )
+        if user is None:
+            detail = "a valid API key is required: Authorization: Bearer <api_key>"
+            response = problem(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})["user"] = user
+        await self.app(scope, receive, send)
+
+
+class MetricsMiddleware:
+    """Counts requests by route template and status, and times them."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_see(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_see)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            self.metrics.observe_request(
+                scope["method"], template, status, time.perf_counter() - started
+            )
+
+
+def _declares_json(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media_type = bytes(value).split(b";", 1)[0].strip().lower()
+            return media_type == b"application/json" or media_type.endswith(b"+json")
+    return False
+
+
+def _bearer_token(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = bytes(value).decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None

@@ -1,0 +1,141 @@
+"""RFC 9457 problem answers: the one place where an error becomes an HTTP status."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared import errors
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+_STATUS: dict[type[errors.P2PError], int] = {
+    errors.NotFound: 404,
+    errors.EmailTaken: 409,
+    errors.AccountFrozen: 409,
+    errors.SameAccount: 422,
+    errors.CurrencyMismatch: 422,
+    errors.BalanceLimitExceeded: 422,
+    errors.IdempotencyKeyReused: 422,
+    errors.InvalidCursor: 422,
+}
+
+_CODE_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+    503: "not_ready",
+}
+
+
+class ApiProblem(Exception):
+    """A condition of the HTTP layer itself (authentication, headers, size)."""
+
+    def __init__(
+        self, status: int, code: str, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.headers = headers
+
+
+def unauthorized(detail: str) -> ApiProblem:
+    return ApiProblem(401, "unauthorized", detail, {"WWW-Authenticate": "Bearer"})
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    body = {
+        "type": f"urn:p2p:problem:{code}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extensions,
+    }
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def status_of(error: errors.P2PError) -> int:
+    for cls in type(error).__mro__:
+        if cls in _STATUS:
+            return _STATUS[cls]
+    return 400
+
+
+def validation_problem(errs: Sequence[Any]) -> JSONResponse:
+    items = [([str(part) for part in e.get("loc", ())], str(e.get("msg", ""))) for e in errs]
+    where, msg = items[0] if items else ([], "invalid request")
+    return problem(
+        422,
+        "validation_error",
+        f"{'.'.join(where)}: {msg}" if where else msg,
+        errors=[{"loc": loc, "msg": text} for loc, text in items],
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Answer every error as a problem: ours, FastAPI's and Starlette's."""
+
+    async def on_domain_error(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, errors.P2PError)
+        return problem(status_of(error), error.code, error.detail)
+
+    async def on_api_problem(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, ApiProblem)
+        return problem(error.status, error.code, error.detail, headers=error.headers)
+
+    async def on_validation(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        return validation_problem(error.errors())
+
+    async def on_http(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, StarletteHTTPException)
+        code = _CODE_BY_STATUS.get(error.status_code, "error")
+        detail = (
+            error.detail if isinstance(error.detail, str) else HTTPStatus(error.status_code).phrase
+        )
+        if error.status_code == 404 and detail == "Not Found":
+            detail = f"no route {request.url.path}"
+        return problem(
+            error.status_code,
+            code,
+            detail,
+            headers=dict(error.headers) if error.headers else None,
+        )
+
+    async def on_crash(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(
+            500,
+            "internal_error",
+            "the server failed; retrying with the same Idempotency-Key is safe",
+        )
+
+    app.add_exception_handler(errors.P2PError, on_domain_error)
+    app.add_exception_handler(ApiProblem, on_api_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_crash)

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from api.deps import CurrentUser, IdempotencyKey, ServicesDep
+from api.routes._docs import check_amount, problems
+from api.schemas import (
+    AccountCreate,
+    AccountPublic,
+    AccountUpdate,
+    DepositCreate,
+    DepositPublic,
+    LedgerEntryPublic,
+    ListPage,
+)
+from shared import accounts
+from shared.records import AccountStatus
+
+router = APIRouter(tags=["accounts"], responses=problems(401))
+
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
+Cursor = Annotated[str | None, Query(max_length=100, description="`next_cursor` of a page.")]
+
+
+@router.post("/accounts", status_code=201, responses=problems(413, 415, 422))
+def open_account(body: AccountCreate, user: CurrentUser, services: ServicesDep) -> AccountPublic:
+    """Open an account for the caller, with balance 0."""
+    account = accounts.open_account(services.db, user.id, body.currency)
+    return AccountPublic.model_validate(account)
+
+
+@router.get("/accounts", responses=problems(422))
+def list_accounts(
+    user: CurrentUser, services: ServicesDep, limit: Limit = 50, cursor: Cursor = None
+) -> ListPage[AccountPublic]:
+    """The caller's accounts, newest first."""
+    page = accounts.list_accounts(services.db, user.id, limit=limit, cursor=cursor)
+    return ListPage(
+        data=[AccountPublic.model_validate(a) for a in page.data],
+        has_more=page.has_more,
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get("/accounts/{account_id}", responses=problems(404))
+def get_account(account_id: str, user: CurrentUser, services: ServicesDep) -> AccountPublic:
+    return AccountPublic.model_validate(accounts.get_account(services.db, user.id, account_id))
+
+
+@router.patch("/accounts/{account_id}", responses=problems(404, 413, 415, 422))
+def update_account(
+    account_id: str, body: AccountUpdate, user: CurrentUser, services: ServicesDep
+) -> AccountPublic:
+    """Freeze or unfreeze: a frozen account neither sends nor receives."""
+    account = accounts.set_status(services.db, user.id, account_id, AccountStatus(body.status))
+    return AccountPublic.model_validate(account)
+
+
+@router.post(
+    "/accounts/{account_id}/deposits",
+    status_code=201,
+    responses=problems(400, 404, 409, 413, 415, 422),
+)
+def deposit(
+    account_id: str,
+    body: DepositCreate,
+    user: CurrentUser,
+    key: IdempotencyKey,
+    services: ServicesDep,
+    response: Response,
+) -> DepositPublic:
+    """Money in from outside, applied at once. Idempotent by `Idempotency-Key`."""
+    check_amount(body.amount, services.settings.max_amount)
+    made, replayed = accounts.deposit(
+        services.db,
+        user.id,
+        account_id,
+        amount=body.amount,
+        description=body.description,
+        idempotency_key=key,
+    )
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return DepositPublic.model_validate(made)
+
+
+@router.get("/accounts/{account_id}/ledger", responses=problems(404, 422))
+def ledger(
+    account_id: str,
+    user: CurrentUser,
+    services: ServicesDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> ListPage[LedgerEntryPublic]:
+    """The account's ledger entries, newest first."""
+    page = accounts.list_ledger(services.db, user.id, account_id, limit=limit, cursor=cursor)
+    return ListPage(
+        data=[LedgerEntryPublic.model_validate(e) for e in page.data],
+        has_more=page.has_more,
+        next_cursor=page.next_cursor,
+    )

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+import anyio.to_thread
+from fastapi import APIRouter, Query, Response
+
+from api.deps import CurrentUser, IdempotencyKey, ServicesDep
+from api.routes._docs import check_amount, problems
+from api.routes.accounts import Cursor, Limit
+from api.schemas import ListPage, PaymentPublic, TransferCreate
+from shared import payments
+from shared.records import PaymentStatus
+
+router = APIRouter(tags=["payments"], responses=problems(401))
+
+
+@router.post("/payments/transfer", status_code=202, responses=problems(400, 404, 413, 415, 422))
+def transfer(
+    body: TransferCreate,
+    user: CurrentUser,
+    key: IdempotencyKey,
+    services: ServicesDep,
+    response: Response,
+) -> PaymentPublic:
+    """Accept a transfer: recorded `pending`, settled by the worker; poll `Location`.
+
+    Idempotent by `Idempotency-Key`, scoped to the sending account.
+    """
+    check_amount(body.amount, services.settings.max_amount)
+    payment, replayed = payments.submit_transfer(
+        services.db, user.id, payments.Transfer(**body.model_dump()), key
+    )
+    response.headers["Location"] = f"/payments/{payment.id}"
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    else:
+        services.metrics.payments_accepted.inc()
+        if not services.queue.send(payment.id):
+            services.metrics.enqueue_failures.inc()
+    return PaymentPublic.model_validate(payment)
+
+
+@router.get("/payments/{payment_id}", responses=problems(404, 422))
+async def get_payment(
+    payment_id: str,
+    user: CurrentUser,
+    services: ServicesDep,
+    wait: Annotated[
+        float, Query(ge=0, le=30, description="Seconds to wait for a final status.")
+    ] = 0,
+) -> PaymentPublic:
+    """A payment, to the owner of its sender or receiver. `wait` long-polls."""
+    payment = await anyio.to_thread.run_sync(payments.get_payment, services.db, user.id, payment_id)
+    if payment.status is PaymentStatus.PENDING and wait > 0:
+        await services.waiter.wait_settled(payment.id, wait)
+        payment = await anyio.to_thread.run_sync(
+            payments.get_payment, services.db, user.id, payment_id
+        )
+    return PaymentPublic.model_validate(payment)
+
+
+@router.get("/payments", responses=problems(404, 422))
+def list_payments(
+    user: CurrentUser,
+    services: ServicesDep,
+    account_id: Annotated[str | None, Query(max_length=64)] = None,
+    status: PaymentStatus | None = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> ListPage[PaymentPublic]:
+    """The caller's payments, sent and received, newest first."""
+    page = payments.list_payments(
+        services.db, user.id, account_id=account_id, status=status, limit=limit, cursor=cursor
+    )
+    return ListPage(
+        data=[PaymentPublic.model_validate(p) for p in page.data],
+        has_more=page.has_more,
+        next_cursor=page.next_cursor,
+    )

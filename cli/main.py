@@ -1,0 +1,99 @@
+"""``p2p``: run the API, the worker, both at once for development, or audit the ledger."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+from pydantic import ValidationError
+
+from api.app import create_app
+from shared.audit import verify
+from shared.db import Database
+from shared.settings import Settings
+from worker.actors import declare_settle_actor
+from worker.broker import in_process_broker, redis_broker
+from worker.queue import SettlementQueue
+from worker.runtime import WorkerRuntime, run_worker
+
+log = logging.getLogger("p2p")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        print(f"p2p: invalid settings:\n{error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    command: str = args.command
+    if command == "api":
+        _serve_api(settings, args.host, args.port)
+    elif command == "worker":
+        run_worker(settings)
+    elif command == "dev":
+        _serve_dev(settings, args.host, args.port)
+    else:
+        return _verify(settings)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="p2p", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in (
+        ("api", "serve the HTTP API (uvicorn); needs Redis"),
+        ("dev", "the API and a worker in one process, in-process broker: no Redis needed"),
+    ):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("--host", default="127.0.0.1")
+        sub.add_argument("--port", type=int, default=8000)
+    commands.add_parser("worker", help="settle payments from Redis, and sweep stuck ones")
+    commands.add_parser("verify", help="audit the database: exit 0 when the ledger holds")
+    return parser
+
+
+def _serve_api(settings: Settings, host: str, port: int) -> None:
+    db = Database.from_settings(settings)
+    db.migrate()
+    broker = redis_broker(settings.redis_url, timeout_s=settings.redis_timeout_s)
+    queue = SettlementQueue(declare_settle_actor(broker, db, settings))
+    try:
+        uvicorn.run(create_app(settings, db, queue), host=host, port=port)
+    finally:
+        db.close()
+
+
+def _serve_dev(settings: Settings, host: str, port: int) -> None:
+    db = Database.from_settings(settings)
+    db.migrate()
+    runtime = WorkerRuntime(settings, in_process_broker(), db)
+    runtime.start()
+    log.info("dev: API and worker in one process, database %s, no Redis", db.path)
+    try:
+        uvicorn.run(create_app(settings, db, SettlementQueue(runtime.actor)), host=host, port=port)
+    finally:
+        runtime.stop()
+        db.close()
+
+
+def _verify(settings: Settings) -> int:
+    db = Database.from_settings(settings)
+    db.migrate()
+    violations = verify(db)
+    db.close()
+    if not violations:
+        print(f"verify: {db.path}: the ledger holds (G2 atomicity, G3 conservation)")
+        return 0
+    print(f"verify: {db.path}: {len(violations)} violation(s)")
+    for line in violations:
+        print(f"  {line}")
+    return 1

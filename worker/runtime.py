@@ -1,0 +1,69 @@
+"""The worker process: a Dramatiq worker consuming settle messages, plus the sweep."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import dramatiq
+from dramatiq.brokers.stub import StubBroker
+
+from shared.db import Database
+from shared.settings import Settings
+from worker.actors import SettleActor, declare_settle_actor
+from worker.broker import redis_broker
+from worker.sweep import Sweeper
+
+log = logging.getLogger(__name__)
+
+# The worker's own Redis commands may wait longer than a submit may.
+WORKER_REDIS_TIMEOUT_S = 5.0
+
+
+class WorkerRuntime:
+    """Everything ``p2p worker`` runs, startable and stoppable in one process."""
+
+    def __init__(self, settings: Settings, broker: dramatiq.Broker, db: Database) -> None:
+        self.db = db
+        self.broker = broker
+        self.actor: SettleActor = declare_settle_actor(broker, db, settings)
+        self._queue_name = settings.queue_name
+        self._worker = dramatiq.Worker(broker, worker_threads=settings.worker_threads)
+        self._worker.queue_prefetch = settings.worker_prefetch
+        self.sweeper = Sweeper(db, settings)
+
+    def start(self) -> None:
+        self.broker.emit_after("process_boot")
+        self._worker.start()
+        self.sweeper.start()
+
+    def join(self) -> None:
+        """Wait until every message sent so far is processed (in-process broker only)."""
+        assert isinstance(self.broker, StubBroker), "join needs the in-process broker"
+        self.broker.join(self._queue_name)
+        self._worker.join()
+
+    def stop(self) -> None:
+        """Finish what is in hand, hand prefetched messages back, and stop."""
+        self.sweeper.stop()
+        self._worker.stop()
+        self.broker.close()
+
+
+def run_worker(settings: Settings) -> None:
+    """``p2p worker``: run until SIGTERM or SIGINT."""
+    db = Database.from_settings(settings)
+    db.migrate()
+    broker = redis_broker(settings.redis_url, timeout_s=WORKER_REDIS_TIMEOUT_S)
+    runtime = WorkerRuntime(settings, broker, db)
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    runtime.start()
+    log.info("worker started: queue %r, database %s", settings.queue_name, db.path)
+    while not stopping.wait(1.0):
+        pass
+    log.info("worker stopping")
+    runtime.stop()
+    db.close()
