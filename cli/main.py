@@ -1,4 +1,4 @@
-"""``p2p``: run the API, the worker, both at once for development, or audit the ledger."""
+"""p2p: run the API, the worker, both at once for development, or audit the ledger."""
 
 from __future__ import annotations
 
