@@ -29,6 +29,8 @@ class Settings(BaseSettings):
 
     worker_threads: int = Field(default=1, ge=1)
     worker_prefetch: int = Field(default=64, ge=1)
+    # How long idle worker threads wait for a message; also the worst case of a stop.
+    worker_timeout_ms: int = Field(default=1000, ge=10)
     retry_min_backoff_ms: int = Field(default=100, ge=1)
     retry_max_backoff_ms: int = Field(default=10_000, ge=1)
     retry_max: int = Field(default=20, ge=0)

@@ -29,7 +29,11 @@ class WorkerRuntime:
         self.broker = broker
         self.actor: SettleActor = declare_settle_actor(broker, db, settings)
         self._queue_name = settings.queue_name
-        self._worker = dramatiq.Worker(broker, worker_threads=settings.worker_threads)
+        self._worker = dramatiq.Worker(
+            broker,
+            worker_threads=settings.worker_threads,
+            worker_timeout=settings.worker_timeout_ms,
+        )
         self._worker.queue_prefetch = settings.worker_prefetch
         self.sweeper = Sweeper(db, settings)
 

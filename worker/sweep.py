@@ -55,7 +55,7 @@ class Sweeper:
         return settled
 
     def _run(self) -> None:
-        while not self._stopping.is_set():
+        while True:
             try:
                 settled = self.sweep_once()
                 if self._heartbeat is not None:
@@ -64,5 +64,6 @@ class Sweeper:
                 log.exception("sweep failed; trying again next pass")
                 settled = 0
             # A full batch means more may be waiting: go again at once.
-            if settled < self._batch:
-                self._stopping.wait(self._interval)
+            pause = 0 if settled == self._batch else self._interval
+            if self._stopping.wait(pause):
+                return
