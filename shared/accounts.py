@@ -9,7 +9,7 @@ from shared.db import Database
 from shared.errors import AccountFrozen, BalanceLimitExceeded, IdempotencyKeyReused, NotFound
 from shared.idempotency import fingerprint
 from shared.pages import cursor_bound, page_of
-from shared.records import Account, AccountStatus, Deposit, LedgerEntry, Page
+from shared.records import Account, AccountState, AccountStatus, Deposit, LedgerEntry, Page
 
 MAX_BALANCE = 2**63 - 1
 
@@ -60,7 +60,7 @@ def set_status(db: Database, user_id: str, account_id: str, status: AccountStatu
     """
     with db.write() as conn:
         account = _owned(conn, user_id, account_id)
-        if account.status == status:
+        if account.status is status:
             return account
         conn.execute(
             "UPDATE accounts SET status = ?, updated_at = ? WHERE id = ?",
@@ -88,7 +88,7 @@ def deposit(
     """
     request_hash = fingerprint(amount=amount, description=description)
     with db.write() as conn:
-        account = _owned(conn, user_id, account_id)
+        account = owned_account(conn, user_id, account_id)
         existing = conn.execute(
             f"{_DEPOSIT_SELECT} WHERE deposits.account_id = ? AND deposits.idempotency_key = ?",
             (account_id, idempotency_key),
@@ -132,7 +132,7 @@ def list_ledger(
     """Raises: NotFound: no such account, or another user's. InvalidCursor."""
     before = cursor_bound(cursor)
     with db.read() as conn:
-        _owned(conn, user_id, account_id)
+        owned_account(conn, user_id, account_id)
         rows = conn.execute(
             "SELECT * FROM ledger_entries WHERE account_id = ? AND seq < ?"
             " ORDER BY seq DESC LIMIT ?",
@@ -141,18 +141,31 @@ def list_ledger(
     return page_of(rows, limit, LedgerEntry.from_row)
 
 
-def find_account(conn: sqlite3.Connection, account_id: str) -> Account | None:
+def find_account(conn: sqlite3.Connection, account_id: str) -> AccountState | None:
     row = conn.execute(
-        f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (account_id,)
+        "SELECT id, user_id, currency, balance, status FROM accounts WHERE id = ?",
+        (account_id,),
     ).fetchone()
-    return None if row is None else Account.from_row(row)
+    return None if row is None else AccountState.from_row(row)
 
 
-def _owned(conn: sqlite3.Connection, user_id: str, account_id: str) -> Account:
+def owned_account(conn: sqlite3.Connection, user_id: str, account_id: str) -> AccountState:
+    """Raises: NotFound: no such account, or another user's."""
     account = find_account(conn, account_id)
     if account is None or account.user_id != user_id:
         raise NotFound(f"no account {account_id}")
     return account
+
+
+def _owned(conn: sqlite3.Connection, user_id: str, account_id: str) -> Account:
+    """The full view, ``pending_out`` included. Raises: NotFound."""
+    row = conn.execute(
+        f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ? AND user_id = ?",
+        (account_id, user_id),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no account {account_id}")
+    return Account.from_row(row)
 
 
 _DEPOSIT_SELECT = """

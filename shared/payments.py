@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import asdict, dataclass
 
-from shared.accounts import find_account
+from shared.accounts import find_account, owned_account
 from shared.clock import new_id, to_text, utcnow
 from shared.db import Database
 from shared.errors import CurrencyMismatch, IdempotencyKeyReused, NotFound, SameAccount
@@ -43,9 +43,7 @@ def submit_transfer(
         raise SameAccount("a transfer needs two different accounts")
     request_hash = fingerprint(**asdict(transfer))
     with db.write() as conn:
-        sender = find_account(conn, transfer.from_account_id)
-        if sender is None or sender.user_id != user_id:
-            raise NotFound(f"no account {transfer.from_account_id}")
+        sender = owned_account(conn, user_id, transfer.from_account_id)
         existing = conn.execute(
             "SELECT * FROM payments WHERE from_account_id = ? AND idempotency_key = ?",
             (transfer.from_account_id, idempotency_key),
@@ -140,9 +138,7 @@ def list_payments(
         if account_id is None:
             column, owner = "user_id", user_id
         else:
-            account = find_account(conn, account_id)
-            if account is None or account.user_id != user_id:
-                raise NotFound(f"no account {account_id}")
+            owned_account(conn, user_id, account_id)
             column, owner = "account_id", account_id
         status_clause = "" if status is None else "AND status = :status"
         rows = conn.execute(

@@ -49,6 +49,23 @@ class User:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountState:
+    """What deciding about money needs of an account: no aggregates, one row read."""
+
+    id: str
+    user_id: str
+    currency: str
+    balance: int
+    status: AccountStatus
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> AccountState:
+        return cls(
+            row["id"], row["user_id"], row["currency"], row["balance"], AccountStatus(row["status"])
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Account:
     id: str
     user_id: str
