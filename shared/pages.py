@@ -31,7 +31,7 @@ def cursor_bound(cursor: str | None) -> int:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidCursor("the cursor is not one this service handed out") from None
     number = text.removeprefix(_PREFIX)
-    if not text.startswith(_PREFIX) or not number.isdigit() or len(number) > 19:
+    if not text.startswith(_PREFIX) or not number.isdigit() or int(number) > BEFORE_ANY:
         raise InvalidCursor("the cursor is not one this service handed out")
     return int(number)
 

@@ -1,0 +1,173 @@
+"""Small typed builders the unit tests share: customers, deposits, transfers, raw reads."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from dataclasses import dataclass
+
+from shared import accounts
+from shared.clock import new_id, to_text, utcnow
+from shared.db import Database
+from shared.payments import Transfer, submit_transfer
+from shared.records import Account, Deposit, Payment, User
+from shared.users import sign_up
+
+_serial = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """A signed-up user with two USD accounts, ``main`` and ``savings``."""
+
+    user: User
+    api_key: str
+    main: Account
+    savings: Account
+
+
+def new_key() -> str:
+    """An Idempotency-Key nobody has used yet."""
+    return f"key-{next(_serial)}"
+
+
+def new_customer(db: Database, name: str, *, main: int = 1000, savings: int = 500) -> Customer:
+    """Sign ``name`` up and open two USD accounts funded with ``main`` and ``savings``."""
+    user, api_key = sign_up(db, name, f"{name.lower()}@example.com")
+    first = accounts.open_account(db, user.id, "USD")
+    second = accounts.open_account(db, user.id, "USD")
+    for account, amount in ((first, main), (second, savings)):
+        if amount:
+            fund(db, account, amount)
+    return Customer(user, api_key, first, second)
+
+
+def fund(db: Database, account: Account, amount: int) -> Deposit:
+    deposit, replayed = accounts.deposit(
+        db, account.user_id, account.id, amount=amount, description=None, idempotency_key=new_key()
+    )
+    assert not replayed
+    return deposit
+
+
+def pay(db: Database, sender: Account, receiver: Account, amount: int) -> Payment:
+    """Submit a transfer in the sender's currency under a fresh key."""
+    payment, replayed = submit_transfer(
+        db,
+        sender.user_id,
+        Transfer(sender.id, receiver.id, amount, sender.currency),
+        new_key(),
+    )
+    assert not replayed
+    return payment
+
+
+def balance_of(db: Database, account_id: str) -> int:
+    row = db.connection().execute("SELECT balance FROM accounts WHERE id = ?", (account_id,))
+    balance: int = row.fetchone()[0]
+    return balance
+
+
+def count_rows(db: Database, table: str) -> int:
+    """Rows in ``table`` (a constant name from the schema, never user input)."""
+    number: int = db.connection().execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return number
+
+
+def ledger_rows(db: Database, account_id: str) -> list[sqlite3.Row]:
+    """The account's ledger entries, oldest first."""
+    return (
+        db.connection()
+        .execute("SELECT * FROM ledger_entries WHERE account_id = ? ORDER BY seq", (account_id,))
+        .fetchall()
+    )
+
+
+def entries_of_payment(db: Database, payment_id: str) -> list[sqlite3.Row]:
+    return (
+        db.connection()
+        .execute("SELECT * FROM ledger_entries WHERE payment_id = ? ORDER BY seq", (payment_id,))
+        .fetchall()
+    )
+
+
+def snapshot(db: Database) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every money table, to show that nothing changed."""
+    tables = ("accounts", "deposits", "payments", "ledger_entries")
+    conn = db.connection()
+    return {
+        table: [tuple(row) for row in conn.execute(f"SELECT * FROM {table} ORDER BY seq")]
+        for table in tables
+    }
+
+
+def insert_payment_row(
+    conn: sqlite3.Connection,
+    sender: Account,
+    receiver: Account,
+    *,
+    amount: object = 10,
+    key: str | None = None,
+    status: str = "pending",
+    failure_code: str | None = None,
+) -> str:
+    """A payment written with raw SQL, behind the engine's back; returns its id."""
+    payment_id = new_id("pay")
+    now = to_text(utcnow())
+    conn.execute(
+        "INSERT INTO payments (id, from_account_id, to_account_id, from_user_id, to_user_id,"
+        " amount, currency, status, failure_code, idempotency_key, request_hash, created_at,"
+        " completed_at) VALUES (?, ?, ?, ?, ?, ?, 'USD', ?, ?, ?, 'raw', ?, ?)",
+        (
+            payment_id,
+            sender.id,
+            receiver.id,
+            sender.user_id,
+            receiver.user_id,
+            amount,
+            status,
+            failure_code,
+            key or new_key(),
+            now,
+            None if status == "pending" else now,
+        ),
+    )
+    return payment_id
+
+
+def insert_entry_row(
+    conn: sqlite3.Connection,
+    account_id: str,
+    direction: str,
+    amount: object,
+    balance_after: object,
+    *,
+    payment_id: str | None = None,
+    deposit_id: str | None = None,
+) -> None:
+    """A ledger entry written with raw SQL, behind the engine's back."""
+    conn.execute(
+        "INSERT INTO ledger_entries (id, account_id, direction, amount, balance_after,"
+        " payment_id, deposit_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            new_id("led"),
+            account_id,
+            direction,
+            amount,
+            balance_after,
+            payment_id,
+            deposit_id,
+            to_text(utcnow()),
+        ),
+    )
+
+
+def insert_deposit_row(conn: sqlite3.Connection, account_id: str, amount: object) -> str:
+    """A deposit written with raw SQL (no ledger entry, no balance change); returns its id."""
+    deposit_id = new_id("dep")
+    conn.execute(
+        "INSERT INTO deposits (id, account_id, amount, idempotency_key, request_hash,"
+        " created_at) VALUES (?, ?, ?, ?, 'raw', ?)",
+        (deposit_id, account_id, amount, new_key(), to_text(utcnow())),
+    )
+    return deposit_id

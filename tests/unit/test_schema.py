@@ -1,0 +1,247 @@
+"""The database itself refuses what breaks the money invariants, even behind the engine."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from shared.db import Database
+from shared.engine import settle_payment
+from tests.unit.helpers import (
+    Customer,
+    balance_of,
+    insert_deposit_row,
+    insert_entry_row,
+    insert_payment_row,
+    ledger_rows,
+    pay,
+    snapshot,
+)
+
+
+def test_a_negative_balance_is_refused(db: Database, alice: Customer) -> None:
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        db.connection().execute("UPDATE accounts SET balance = -1 WHERE id = ?", (alice.main.id,))
+
+    assert balance_of(db, alice.main.id) == 1000
+
+
+@pytest.mark.parametrize("balance", [0.5, "many"])
+def test_a_balance_that_is_not_an_integer_is_refused(
+    db: Database, alice: Customer, balance: object
+) -> None:
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        db.connection().execute(
+            "UPDATE accounts SET balance = ? WHERE id = ?", (balance, alice.main.id)
+        )
+
+
+@pytest.mark.parametrize("amount", [0, -5])
+def test_an_amount_that_is_not_positive_is_refused(
+    db: Database, alice: Customer, bob: Customer, amount: int
+) -> None:
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        insert_payment_row(db.connection(), alice.main, bob.main, amount=amount)
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        insert_deposit_row(db.connection(), alice.main.id, amount)
+
+
+@pytest.mark.parametrize(
+    ("amount", "refusal"),
+    [(1.5, "CHECK"), ("1.5", "CHECK"), ("ten", "CHECK"), (b"10", "CHECK"), (None, "NOT NULL")],
+    ids=repr,
+)
+def test_an_amount_that_is_not_an_integer_is_refused(
+    db: Database, alice: Customer, bob: Customer, amount: object, refusal: str
+) -> None:
+    before = snapshot(db)
+
+    with pytest.raises(sqlite3.IntegrityError, match=refusal):
+        insert_payment_row(db.connection(), alice.main, bob.main, amount=amount)
+    with pytest.raises(sqlite3.IntegrityError, match=refusal):
+        insert_deposit_row(db.connection(), alice.main.id, amount)
+
+    assert snapshot(db) == before
+
+
+def test_numeric_text_is_stored_as_the_integer_it_spells(
+    db: Database, alice: Customer, bob: Customer
+) -> None:
+    # INTEGER affinity turns '10' into 10 before the CHECK runs: what is stored is an
+    # integer, so the invariant holds; a client's "10" is refused at the API edge.
+    payment_id = insert_payment_row(db.connection(), alice.main, bob.main, amount="10")
+
+    row = (
+        db.connection()
+        .execute("SELECT amount, typeof(amount) FROM payments WHERE id = ?", (payment_id,))
+        .fetchone()
+    )
+    assert tuple(row) == (10, "integer")
+
+
+def test_ledger_entries_cannot_be_updated(db: Database, alice: Customer) -> None:
+    before = ledger_rows(db, alice.main.id)
+
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.connection().execute(
+            "UPDATE ledger_entries SET amount = amount + 1 WHERE account_id = ?",
+            (alice.main.id,),
+        )
+
+    assert ledger_rows(db, alice.main.id) == before
+
+
+def test_ledger_entries_cannot_be_deleted(db: Database, alice: Customer) -> None:
+    before = ledger_rows(db, alice.main.id)
+
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.connection().execute("DELETE FROM ledger_entries WHERE account_id = ?", (alice.main.id,))
+
+    assert ledger_rows(db, alice.main.id) == before
+
+
+def test_an_entry_that_does_not_continue_the_running_balance_is_refused(
+    db: Database, alice: Customer
+) -> None:
+    before = snapshot(db)
+
+    def credit_10_claiming_1011() -> None:
+        # The account says 1011, but the previous entry's 1000 plus 10 is 1010.
+        with db.write() as conn:
+            conn.execute("UPDATE accounts SET balance = 1011 WHERE id = ?", (alice.main.id,))
+            deposit_id = insert_deposit_row(conn, alice.main.id, 10)
+            insert_entry_row(conn, alice.main.id, "credit", 10, 1011, deposit_id=deposit_id)
+
+    with pytest.raises(sqlite3.IntegrityError, match="running balance"):
+        credit_10_claiming_1011()
+
+    assert snapshot(db) == before
+
+
+def test_an_entry_without_the_matching_balance_change_is_refused(
+    db: Database, alice: Customer
+) -> None:
+    before = snapshot(db)
+
+    def credit_10_leaving_the_balance() -> None:
+        # The entry continues the ledger (1000 + 10), but the account's balance stays 1000.
+        with db.write() as conn:
+            deposit_id = insert_deposit_row(conn, alice.main.id, 10)
+            insert_entry_row(conn, alice.main.id, "credit", 10, 1010, deposit_id=deposit_id)
+
+    with pytest.raises(sqlite3.IntegrityError, match="running balance"):
+        credit_10_leaving_the_balance()
+
+    assert snapshot(db) == before
+
+
+def test_a_second_debit_for_one_payment_is_refused(
+    db: Database, alice: Customer, bob: Customer
+) -> None:
+    payment = pay(db, alice.main, bob.main, 100)
+    settle_payment(db, payment.id)
+    before = snapshot(db)
+
+    def debit_again() -> None:
+        # The balance moves with the entry, so only the one-debit-per-payment rule objects.
+        with db.write() as conn:
+            conn.execute("UPDATE accounts SET balance = 800 WHERE id = ?", (alice.main.id,))
+            insert_entry_row(conn, alice.main.id, "debit", 100, 800, payment_id=payment.id)
+
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        debit_again()
+
+    assert snapshot(db) == before
+
+
+def test_a_second_credit_for_one_deposit_is_refused(db: Database, alice: Customer) -> None:
+    deposit_id = ledger_rows(db, alice.main.id)[0]["deposit_id"]
+
+    def credit_again() -> None:
+        with db.write() as conn:
+            conn.execute("UPDATE accounts SET balance = 2000 WHERE id = ?", (alice.main.id,))
+            insert_entry_row(conn, alice.main.id, "credit", 1000, 2000, deposit_id=deposit_id)
+
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        credit_again()
+
+    assert balance_of(db, alice.main.id) == 1000
+
+
+@pytest.mark.parametrize("amount", [100, 10_000], ids=["completed", "failed"])
+def test_a_settled_payment_cannot_go_back_to_pending(
+    db: Database, alice: Customer, bob: Customer, amount: int
+) -> None:
+    payment = pay(db, alice.main, bob.main, amount)
+    settle_payment(db, payment.id)
+    before = snapshot(db)
+
+    with pytest.raises(sqlite3.IntegrityError, match="settled payment"):
+        db.connection().execute(
+            "UPDATE payments SET status = 'pending', completed_at = NULL, failure_code = NULL,"
+            " failure_detail = NULL WHERE id = ?",
+            (payment.id,),
+        )
+    with pytest.raises(sqlite3.IntegrityError, match="settled payment"):
+        db.connection().execute("UPDATE payments SET amount = 1 WHERE id = ?", (payment.id,))
+
+    assert snapshot(db) == before
+
+
+def test_a_payment_between_one_account_is_refused(db: Database, alice: Customer) -> None:
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        insert_payment_row(db.connection(), alice.main, alice.main)
+
+
+def test_a_failed_payment_needs_a_failure_code(
+    db: Database, alice: Customer, bob: Customer
+) -> None:
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        insert_payment_row(db.connection(), alice.main, bob.main, status="failed")
+
+
+def test_foreign_keys_are_enforced(db: Database, alice: Customer, bob: Customer) -> None:
+    conn = db.connection()
+    before = snapshot(db)
+
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        conn.execute(
+            "INSERT INTO accounts (id, user_id, currency, created_at, updated_at)"
+            " VALUES ('acc_orphan', 'usr_nobody', 'USD', 'now', 'now')"
+        )
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        insert_deposit_row(conn, "acc_nothing", 10)
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        insert_entry_row(conn, "acc_nothing", "credit", 10, 10, deposit_id="dep_nothing")
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        conn.execute("DELETE FROM users WHERE id = ?", (alice.user.id,))
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        conn.execute("DELETE FROM accounts WHERE id = ?", (bob.savings.id,))
+
+    assert snapshot(db) == before
+
+
+def test_a_duplicate_transfer_key_on_one_sender_is_refused(
+    db: Database, alice: Customer, bob: Customer
+) -> None:
+    insert_payment_row(db.connection(), alice.main, bob.main, key="k")
+
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        insert_payment_row(db.connection(), alice.main, bob.savings, key="k", amount=20)
+
+    insert_payment_row(db.connection(), alice.savings, bob.main, key="k")
+
+
+def test_a_duplicate_deposit_key_on_one_account_is_refused(db: Database, alice: Customer) -> None:
+    conn = db.connection()
+    sql = (
+        "INSERT INTO deposits (id, account_id, amount, idempotency_key, request_hash, created_at)"
+        " VALUES (?, ?, 5, 'k', 'h', 'now')"
+    )
+    conn.execute(sql, ("dep_one", alice.main.id))
+
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        conn.execute(sql, ("dep_two", alice.main.id))
+
+    conn.execute(sql, ("dep_three", alice.savings.id))

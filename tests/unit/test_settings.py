@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from shared.settings import Settings
+
+
+@pytest.mark.parametrize(
+    "url", ["postgres://x", "sqlite://relative.db", "sqlite:///", "sqlite:///:memory:", ""]
+)
+def test_a_database_url_that_is_not_a_sqlite_file_is_refused(url: str) -> None:
+    with pytest.raises(ValidationError, match="database_url"):
+        Settings(database_url=url)
+
+
+def test_sqlite_path_strips_the_url_prefix() -> None:
+    assert Settings(database_url="sqlite:///./data/p2p.db").sqlite_path == "./data/p2p.db"
+    assert Settings(database_url="sqlite:////var/lib/p2p.db").sqlite_path == "/var/lib/p2p.db"
+
+
+def test_max_amount_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("P2P_MAX_AMOUNT", "5000")
+
+    assert Settings().max_amount == 5000
+
+
+def test_a_max_amount_below_one_in_the_environment_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("P2P_MAX_AMOUNT", "0")
+
+    with pytest.raises(ValidationError, match="max_amount"):
+        Settings()
+
+
+def test_the_defaults_are_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("P2P_DATABASE_URL", "P2P_MAX_AMOUNT", "P2P_SQLITE_SYNCHRONOUS"):
+        monkeypatch.delenv(name, raising=False)
+
+    settings = Settings()
+
+    assert settings.database_url == "sqlite:///./p2p.db"
+    assert settings.max_amount == 10**12
+    assert settings.sqlite_synchronous == "FULL"
+
+
+def test_a_redis_url_of_another_scheme_is_refused() -> None:
+    with pytest.raises(ValidationError, match="redis_url"):
+        Settings(redis_url="http://localhost:6379")

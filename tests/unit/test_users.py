@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from shared.db import Database
+from shared.errors import EmailTaken
+from shared.users import KEY_PREFIX, authenticate, sign_up
+from tests.unit.helpers import count_rows
+
+
+def test_sign_up_returns_a_key_with_the_p2p_prefix_that_authenticates(db: Database) -> None:
+    user, api_key = sign_up(db, "Ada", "ada@example.com")
+
+    assert api_key.startswith(KEY_PREFIX)
+    assert KEY_PREFIX == "p2p_"
+    assert (user.name, user.email) == ("Ada", "ada@example.com")
+    assert authenticate(db, api_key) == user
+
+
+def test_each_key_authenticates_its_own_user(db: Database) -> None:
+    ada, ada_key = sign_up(db, "Ada", "ada@example.com")
+    bea, bea_key = sign_up(db, "Bea", "bea@example.com")
+
+    assert ada_key != bea_key
+    assert authenticate(db, ada_key) == ada
+    assert authenticate(db, bea_key) == bea
+
+
+def test_a_well_formed_key_that_was_never_issued_does_not_authenticate(db: Database) -> None:
+    sign_up(db, "Ada", "ada@example.com")
+
+    assert authenticate(db, KEY_PREFIX + "0" * 64) is None
+
+
+def test_malformed_keys_do_not_authenticate(db: Database) -> None:
+    _, api_key = sign_up(db, "Ada", "ada@example.com")
+    malformed = [
+        "",
+        KEY_PREFIX,
+        api_key[:-1],
+        api_key + "0",
+        api_key.upper(),
+        " " + api_key,
+        api_key + "\n",
+        f"Bearer {api_key}",
+        "p2q_" + api_key.removeprefix(KEY_PREFIX),
+        api_key.removeprefix(KEY_PREFIX),
+        "p2p_" + "g" * 64,
+    ]
+
+    for candidate in malformed:
+        assert authenticate(db, candidate) is None, candidate
+
+
+def test_an_altered_key_does_not_authenticate(db: Database) -> None:
+    _, api_key = sign_up(db, "Ada", "ada@example.com")
+
+    def flipped(position: int) -> str:
+        replacement = "1" if api_key[position] == "0" else "0"
+        return api_key[:position] + replacement + api_key[position + 1 :]
+
+    # The last character is in the secret part, the fifth in the key's id part.
+    assert authenticate(db, flipped(len(api_key) - 1)) is None
+    assert authenticate(db, flipped(len(KEY_PREFIX))) is None
+    assert authenticate(db, api_key) is not None
+
+
+def test_only_the_sha256_of_the_key_is_stored(db: Database) -> None:
+    user, api_key = sign_up(db, "Ada", "ada@example.com")
+    secret = api_key[len(KEY_PREFIX) + 16 :]
+
+    rows = db.connection().execute("SELECT * FROM api_keys").fetchall()
+
+    assert len(rows) == 1
+    assert rows[0]["user_id"] == user.id
+    assert rows[0]["key_hash"] == hashlib.sha256(api_key.encode()).hexdigest()
+    for value in tuple(rows[0]):
+        assert api_key not in str(value)
+        assert secret not in str(value)
+
+
+def test_email_uniqueness_is_case_insensitive(db: Database) -> None:
+    sign_up(db, "Ada", "Ada@Example.com")
+
+    with pytest.raises(EmailTaken):
+        sign_up(db, "Impostor", "ada@EXAMPLE.COM")
+
+    assert count_rows(db, "users") == 1
+    assert count_rows(db, "api_keys") == 1
+
+
+def test_the_email_is_kept_as_it_was_given(db: Database) -> None:
+    user, _ = sign_up(db, "Ada", "Ada@Example.com")
+
+    assert user.email == "Ada@Example.com"
