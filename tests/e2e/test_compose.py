@@ -1,0 +1,112 @@
+"""The compose stack's wiring: no Docker engine runs here, so each service's own command,
+environment and healthcheck are started on loopback against a real Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import RedisServer
+from tests.e2e.harness import P2P, ApiClient, Process, free_port, poll, transfer
+
+ROOT = Path(__file__).resolve().parents[2]
+Service = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, Service]:
+    with (ROOT / "docker-compose.yml").open() as file:
+        compose: dict[str, Any] = yaml.safe_load(file)
+    found: dict[str, Service] = compose["services"]
+    return found
+
+
+def test_compose_runs_redis_api_and_worker_from_one_image_on_one_volume(
+    services: dict[str, Service],
+) -> None:
+    assert set(services) == {"redis", "api", "worker"}
+    for name in ("api", "worker"):
+        service = services[name]
+        assert service["build"] == "."
+        assert service["command"][0] == "p2p"
+        assert "p2p-data:/data" in service["volumes"]
+        assert service["environment"]["P2P_DATABASE_URL"] == "sqlite:////data/p2p.db"
+        assert service["environment"]["P2P_REDIS_URL"] == "redis://redis:6379/0"
+        assert service["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert services["api"]["command"][:2] == ["p2p", "api"]
+    assert services["worker"]["command"] == ["p2p", "worker"]
+    for service in services.values():
+        assert service["restart"] == "unless-stopped"
+        assert service["healthcheck"]["test"][0] == "CMD"
+    assert (ROOT / "Dockerfile").read_text().count("pip install") == 1
+
+
+def test_the_compose_commands_settle_a_payment_and_pass_their_healthchecks(
+    services: dict[str, Service], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    redis_server.flushall()
+    port = free_port()
+    places = {
+        "redis://redis:6379/0": redis_server.url,
+        "/data/p2p.db": str(tmp_path / "p2p.db"),
+        "/tmp/p2p-worker.heartbeat": str(tmp_path / "worker.heartbeat"),
+        "0.0.0.0": "127.0.0.1",
+        "8000": str(port),
+    }
+
+    def here(text: str) -> str:
+        for there, local in places.items():
+            text = text.replace(there, local)
+        return text
+
+    def argv(words: list[str]) -> list[str]:
+        programs = {"p2p": P2P, "python": sys.executable}
+        return [programs.get(words[0], words[0]), *(here(word) for word in words[1:])]
+
+    def env(service: Service) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("P2P_")}
+        return base | {name: here(str(value)) for name, value in service["environment"].items()}
+
+    processes = [
+        Process(
+            name, argv(services[name]["command"]), env(services[name]), tmp_path / f"{name}.log"
+        )
+        for name in ("worker", "api")
+    ]
+    try:
+        poll(lambda: _healthy(port) or None, timeout=20, what="the compose api to answer")
+        with ApiClient(f"http://127.0.0.1:{port}") as client:
+            payer, payee = client.customer(deposit=1_000), client.customer()
+            payment = client.accepted(transfer(payer, payee, 400))
+            assert client.wait_final(payer, payment["id"])["status"] == "completed"
+
+        for name in ("api", "worker"):
+            check = argv(services[name]["healthcheck"]["test"][1:])
+            check_env = env(services[name])
+            poll(
+                lambda: _passes(check, check_env),  # noqa: B023 (polled right here)
+                timeout=20,
+                what=f"the {name} healthcheck to pass",
+            )
+    finally:
+        for process in processes:
+            process.close()
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _passes(command: list[str], env: dict[str, str]) -> bool | None:
+    done = subprocess.run(command, env=env, capture_output=True, timeout=30, check=False)
+    return True if done.returncode == 0 else None
