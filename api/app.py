@@ -41,6 +41,7 @@ def create_app(settings: Settings, db: Database, queue: SettlementQueue) -> Fast
         version="1.0.0",
         description="Submit a transfer, get `202` and a payment id, poll until it settles.",
         lifespan=lifespan,
+        redirect_slashes=False,
     )
     problems.install(app)
     for module in (users, accounts, payments, health):

@@ -21,6 +21,10 @@ PUBLIC_PATHS = frozenset(
 )
 
 
+# Labels come from a closed set: a client must not be able to mint metric series.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class BodyMiddleware:
     """Refuses a body over ``max_bytes`` (``413``, declared or streamed) and a body that
     is not declared JSON (``415``), before anything else reads it."""
@@ -124,9 +128,8 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
-            self.metrics.observe_request(
-                scope["method"], template, status, time.perf_counter() - started
-            )
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            self.metrics.observe_request(method, template, status, time.perf_counter() - started)
 
 
 def _declares_json(scope: Scope) -> bool:

@@ -13,12 +13,6 @@ from shared.records import Account, AccountState, AccountStatus, Deposit, Ledger
 
 MAX_BALANCE = 2**63 - 1
 
-ACCOUNT_COLUMNS = """
-    accounts.*,
-    coalesce((SELECT sum(amount) FROM payments
-              WHERE from_account_id = accounts.id AND status = 'pending'), 0) AS pending_out
-"""
-
 
 def open_account(db: Database, user_id: str, currency: str) -> Account:
     now = to_text(utcnow())
@@ -43,8 +37,7 @@ def list_accounts(db: Database, user_id: str, *, limit: int, cursor: str | None)
     rows = (
         db.connection()
         .execute(
-            f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE user_id = ? AND seq < ?"
-            " ORDER BY seq DESC LIMIT ?",
+            "SELECT * FROM accounts WHERE user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
             (user_id, before, limit + 1),
         )
         .fetchall()
@@ -143,7 +136,7 @@ def list_ledger(
 
 def find_account(conn: sqlite3.Connection, account_id: str) -> AccountState | None:
     row = conn.execute(
-        "SELECT id, user_id, currency, balance, status FROM accounts WHERE id = ?",
+        "SELECT id, user_id, currency, balance, pending_out, status FROM accounts WHERE id = ?",
         (account_id,),
     ).fetchone()
     return None if row is None else AccountState.from_row(row)
@@ -160,7 +153,7 @@ def owned_account(conn: sqlite3.Connection, user_id: str, account_id: str) -> Ac
 def _owned(conn: sqlite3.Connection, user_id: str, account_id: str) -> Account:
     """The full view, ``pending_out`` included. Raises: NotFound."""
     row = conn.execute(
-        f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ? AND user_id = ?",
+        "SELECT * FROM accounts WHERE id = ? AND user_id = ?",
         (account_id, user_id),
     ).fetchone()
     if row is None:

@@ -71,6 +71,17 @@ _CHECKS: tuple[tuple[str, str], ...] = (
         """,
     ),
     (
+        "pending_out differs from the account's pending payments",
+        """
+        SELECT accounts.id, 'pending_out ' || accounts.pending_out || ' but '
+               || count(payments.id) || ' pending payment(s)'
+        FROM accounts LEFT JOIN payments
+             ON payments.from_account_id = accounts.id AND payments.status = 'pending'
+        GROUP BY accounts.id
+        HAVING accounts.pending_out <> coalesce(total(payments.amount), 0)
+        """,
+    ),
+    (
         "foreign key broken",
         "SELECT \"table\" || ' row ' || rowid, 'references missing ' || parent"
         " FROM pragma_foreign_key_check",

@@ -36,6 +36,10 @@ def settle_payment(db: Database, payment_id: str) -> Payment | None:
             return payment
         failure = _judge(conn, payment)
         now = to_text(utcnow())
+        conn.execute(
+            "UPDATE accounts SET pending_out = pending_out - ? WHERE id = ?",
+            (payment.amount, payment.from_account_id),
+        )
         if failure is None:
             _move_money(conn, payment, now)
             conn.execute(
@@ -80,7 +84,7 @@ def _judge(conn: sqlite3.Connection, payment: Payment) -> tuple[FailureCode, str
     if sender.balance < payment.amount:
         return (
             FailureCode.INSUFFICIENT_FUNDS,
-            f"account {sender.id} holds {sender.balance}, the payment needs {payment.amount}",
+            f"account {sender.id} lacks the funds for {payment.amount}",
         )
     if receiver.balance > MAX_BALANCE - payment.amount:
         return FailureCode.BALANCE_LIMIT_EXCEEDED, f"account {receiver.id} cannot hold more"

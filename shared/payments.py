@@ -5,10 +5,16 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import asdict, dataclass
 
-from shared.accounts import find_account, owned_account
+from shared.accounts import MAX_BALANCE, find_account, owned_account
 from shared.clock import new_id, to_text, utcnow
 from shared.db import Database
-from shared.errors import CurrencyMismatch, IdempotencyKeyReused, NotFound, SameAccount
+from shared.errors import (
+    BalanceLimitExceeded,
+    CurrencyMismatch,
+    IdempotencyKeyReused,
+    NotFound,
+    SameAccount,
+)
 from shared.idempotency import fingerprint
 from shared.pages import cursor_bound, page_of
 from shared.records import Page, Payment, PaymentStatus
@@ -38,6 +44,7 @@ def submit_transfer(
         NotFound: the sender is unknown or not the caller's, or the receiver is unknown.
         IdempotencyKeyReused: the key was used on this sender with another body.
         CurrencyMismatch: either account holds another currency.
+        BalanceLimitExceeded: the sender's pending total would pass 2^63 - 1.
     """
     if transfer.from_account_id == transfer.to_account_id:
         raise SameAccount("a transfer needs two different accounts")
@@ -59,9 +66,11 @@ def submit_transfer(
             raise NotFound(f"no account {transfer.to_account_id}")
         for account in (sender, receiver):
             if account.currency != transfer.currency:
-                raise CurrencyMismatch(
-                    f"account {account.id} holds {account.currency}, not {transfer.currency}"
-                )
+                raise CurrencyMismatch(f"account {account.id} does not hold {transfer.currency}")
+        if sender.pending_out > MAX_BALANCE - transfer.amount:
+            raise BalanceLimitExceeded(
+                f"account {sender.id} has too much pending to accept another transfer"
+            )
         payment_id = new_id("pay")
         conn.execute(
             "INSERT INTO payments (id, from_account_id, to_account_id, from_user_id,"
@@ -80,6 +89,10 @@ def submit_transfer(
                 request_hash,
                 to_text(utcnow()),
             ),
+        )
+        conn.execute(
+            "UPDATE accounts SET pending_out = pending_out + ? WHERE id = ?",
+            (transfer.amount, sender.id),
         )
         return _get(conn, payment_id), False
 

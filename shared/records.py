@@ -56,12 +56,18 @@ class AccountState:
     user_id: str
     currency: str
     balance: int
+    pending_out: int
     status: AccountStatus
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> AccountState:
         return cls(
-            row["id"], row["user_id"], row["currency"], row["balance"], AccountStatus(row["status"])
+            row["id"],
+            row["user_id"],
+            row["currency"],
+            row["balance"],
+            row["pending_out"],
+            AccountStatus(row["status"]),
         )
 
 

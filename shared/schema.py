@@ -36,6 +36,9 @@ MIGRATIONS: tuple[str, ...] = (
         currency TEXT NOT NULL CHECK (currency GLOB '[A-Z][A-Z][A-Z]'),
         balance INTEGER NOT NULL DEFAULT 0
             CHECK (typeof(balance) = 'integer' AND balance >= 0),
+        -- The sum of the account's pending outgoing payments, kept with them.
+        pending_out INTEGER NOT NULL DEFAULT 0
+            CHECK (typeof(pending_out) = 'integer' AND pending_out >= 0),
         status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'frozen')),
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL
@@ -80,8 +83,6 @@ MIGRATIONS: tuple[str, ...] = (
         CHECK ((status = 'failed') = (failure_code IS NOT NULL))
     );
     CREATE INDEX payments_pending ON payments (seq) WHERE status = 'pending';
-    CREATE INDEX payments_pending_out ON payments (from_account_id, amount)
-        WHERE status = 'pending';
     CREATE INDEX payments_from_account ON payments (from_account_id, seq);
     CREATE INDEX payments_to_account ON payments (to_account_id, seq);
     CREATE INDEX payments_from_user ON payments (from_user_id, seq);

@@ -166,3 +166,29 @@ def test_verify_holds_when_the_balances_add_up_past_the_largest_integer(
     fund(db, full, MAX_BALANCE)
 
     assert verify(db) == []
+
+
+def test_verify_reports_a_pending_out_that_drifted_from_the_pending_payments(
+    db: Database, alice: Customer, bob: Customer
+) -> None:
+    pay(db, alice.main, bob.main, 300)
+    assert verify(db) == []
+    db.connection().execute(
+        "UPDATE accounts SET pending_out = pending_out + 7 WHERE id = ?", (alice.main.id,)
+    )
+
+    violations = verify(db)
+
+    assert _kinds(violations) == {"pending_out differs from the account's pending payments"}
+    assert alice.main.id in violations[0]
+    assert "pending_out 307" in violations[0]
+
+
+def test_settling_either_way_releases_pending_out(
+    db: Database, alice: Customer, bob: Customer
+) -> None:
+    settle_payment(db, pay(db, alice.main, bob.main, 300).id)
+    settle_payment(db, pay(db, alice.main, bob.main, 10**9).id)
+
+    assert accounts.get_account(db, alice.user.id, alice.main.id).pending_out == 0
+    assert verify(db) == []
