@@ -7,10 +7,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
-import uvicorn
 from pydantic import ValidationError
 
 from api.app import create_app
+from api.server import serve
+from bench.run import add_arguments as add_bench_arguments
+from bench.run import run as run_bench
 from shared.audit import verify
 from shared.db import Database
 from shared.settings import Settings
@@ -41,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_worker(settings)
     elif command == "dev":
         _serve_dev(settings, args.host, args.port)
+    elif command == "bench":
+        return run_bench(args)
     else:
         return _verify(settings)
     return 0
@@ -58,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--port", type=int, default=8000)
     commands.add_parser("worker", help="settle payments from Redis, and sweep stuck ones")
     commands.add_parser("verify", help="audit the database: exit 0 when the ledger holds")
+    bench = commands.add_parser(
+        "bench", help="measure the real stack on loopback against its ceilings"
+    )
+    add_bench_arguments(bench)
     return parser
 
 
@@ -67,7 +75,7 @@ def _serve_api(settings: Settings, host: str, port: int) -> None:
     broker = redis_broker(settings.redis_url, timeout_s=settings.redis_timeout_s)
     queue = SettlementQueue(declare_settle_actor(broker, db, settings))
     try:
-        uvicorn.run(create_app(settings, db, queue), host=host, port=port)
+        serve(create_app(settings, db, queue), host, port)
     finally:
         db.close()
 
@@ -79,7 +87,7 @@ def _serve_dev(settings: Settings, host: str, port: int) -> None:
     runtime.start()
     log.info("dev: API and worker in one process, database %s, no Redis", db.path)
     try:
-        uvicorn.run(create_app(settings, db, SettlementQueue(runtime.actor)), host=host, port=port)
+        serve(create_app(settings, db, SettlementQueue(runtime.actor)), host, port)
     finally:
         runtime.stop()
         db.close()

@@ -1,0 +1,393 @@
+"""``p2p bench``: the real stack on loopback, measured beside its ceilings.
+
+Phases: submit (API alone, the worker held off), drain (the worker alone settles that
+backlog), sustained (both, at half the measured submit rate, for a fixed time). Each
+figure is printed beside the ceiling measured the same way in the same run: a no-op
+endpoint on the same server stack with the same load generator, and a no-op actor with
+the worker's own settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench.loadgen import Result, closed_loop, open_loop, percentile, post
+from bench.stack import BenchStack, Child
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Plan:
+    payments: int
+    connections: int
+    sustained_s: float
+    accounts: int = 100
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> Plan:
+        if args.quick:
+            return cls(
+                payments=args.payments or 4_000,
+                connections=args.connections,
+                sustained_s=args.seconds or 6,
+            )
+        return cls(
+            payments=args.payments or 20_000,
+            connections=args.connections,
+            sustained_s=args.seconds or 30,
+        )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="a run under 30 s")
+    parser.add_argument("--payments", type=int, default=0, help="submits in the submit phase")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent HTTP clients")
+    parser.add_argument("--seconds", type=float, default=0, help="length of the sustained phase")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the run's directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    plan = Plan.of(args)
+    directory = Path(tempfile.mkdtemp(prefix="p2p-bench-"))
+    stack = BenchStack(directory, {})
+    figures: dict[str, Any] = {}
+    try:
+        figures = asyncio.run(_measure(stack, plan))
+    finally:
+        stack.close()
+    _report(figures, plan)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    if not args.keep:
+        shutil.rmtree(directory, ignore_errors=True)
+    else:
+        print(f"run directory kept: {directory}")
+    return 0
+
+
+class _Progress:
+    def __init__(self, phase: str, total: float) -> None:
+        self.phase = phase
+        self.total = total
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, done: float) -> None:
+        share = min(1.0, done / self.total) if self.total else 1.0
+        bar = "#" * int(share * 30)
+        text = f"\r  {self.phase:<10} [{bar:<30}] {share:4.0%}"
+        if self.tty:
+            print(text, end="", file=sys.stderr, flush=True)
+
+    def done(self, note: str) -> None:
+        print(f"\r  {self.phase:<10} [{'#' * 30}] {note}{' ' * 10}", file=sys.stderr)
+
+
+async def _measure(stack: BenchStack, plan: Plan) -> dict[str, Any]:
+    figures: dict[str, Any] = {"payments": plan.payments, "connections": plan.connections}
+    print(f"p2p bench: {plan.payments} payments, {plan.connections} connections", file=sys.stderr)
+    stack.start_redis()
+
+    # The HTTP ceiling, with the same requests the submit phase sends.
+    noop, noop_port = stack.start_noop_http()
+    requests = _TransferRequests(_fake_accounts(plan.accounts), "noop")
+    progress = _Progress("noop http", plan.payments)
+    ceiling = await closed_loop(
+        HOST,
+        noop_port,
+        requests,
+        total=plan.payments,
+        connections=plan.connections,
+        on_progress=progress,
+    )
+    progress.done(f"{ceiling.rate:,.0f} req/s")
+    noop.stop()
+    figures |= _latency("noop", ceiling)
+
+    # The queue ceiling: a no-op actor, the worker's settings.
+    progress = _Progress("noop queue", 1)
+    figures |= json.loads(stack.queue_ceiling(plan.payments))
+    progress.done(f"{figures['queue_noop_rps']:,.0f} msg/s")
+
+    api, api_port = stack.start_api()
+    accounts = _open_accounts(api_port, plan.accounts)
+
+    # Submit: the API alone.
+    requests = _TransferRequests(accounts, "submit")
+    progress = _Progress("submit", plan.payments)
+    submitted = await closed_loop(
+        HOST,
+        api_port,
+        requests,
+        total=plan.payments,
+        connections=plan.connections,
+        on_progress=progress,
+    )
+    progress.done(f"{submitted.rate:,.0f} req/s")
+    _expect_only(submitted, 202, "submit")
+    figures |= _latency("submit", submitted)
+    figures["submit_ratio"] = figures["submit_rps"] / figures["noop_rps"]
+
+    # Drain: the worker alone settles the backlog.
+    progress = _Progress("drain", plan.payments)
+    worker = stack.start_worker()
+    rss = _RssSampler({"api": api, "worker": worker})
+    with stack.database() as db:
+        _wait_settled(db, progress, plan.payments)
+        first, last = db.execute(
+            "SELECT min(completed_at), max(completed_at) FROM payments"
+        ).fetchone()
+    drain_s = _seconds(first, last)
+    figures["drain_rps"] = (plan.payments - 1) / drain_s
+    figures["drain_ratio"] = figures["drain_rps"] / figures["queue_noop_rps"]
+    progress.done(f"{figures['drain_rps']:,.0f} payments/s")
+
+    # Sustained: both, at half the submit rate.
+    rate = figures["submit_rps"] / 2
+    figures["sustained_offered_rps"] = rate
+    requests = _TransferRequests(accounts, "sustained")
+    depth: list[tuple[float, int, int]] = []
+    progress = _Progress("sustained", plan.sustained_s)
+    sampling = _DepthSampler(stack, depth)
+    sampling.start()
+    sustained = await open_loop(
+        HOST,
+        api_port,
+        requests,
+        rate=rate,
+        seconds=plan.sustained_s,
+        connections=plan.connections,
+        on_tick=progress,
+    )
+    sampling.stop()
+    _expect_only(sustained, 202, "sustained")
+    with stack.database() as db:
+        _wait_settled(db, None, plan.payments + sustained.count)
+        rows = db.execute(
+            "SELECT created_at, completed_at FROM payments WHERE idempotency_key LIKE 'sustained-%'"
+        ).fetchall()
+    settle = [_seconds(created, completed) for created, completed in rows]
+    figures["sustained_submit_p99_ms"] = percentile(sustained.latencies, 0.99) * 1000
+    figures["settle_p50_ms"] = percentile(settle, 0.50) * 1000
+    figures["settle_p99_ms"] = percentile(settle, 0.99) * 1000
+    figures["settle_max_ms"] = max(settle, default=0) * 1000
+    figures["backlog_max"] = max((pending for _, pending, _ in depth), default=0)
+    figures["backlog_end"] = depth[-1][1] if depth else 0
+    # Bounded: the backlog at the end is no larger than a second of offered load.
+    figures["backlog_bounded"] = figures["backlog_end"] <= rate
+    figures["queue_depth"] = [
+        {"t": round(t, 2), "pending": pending, "queued": queued} for t, pending, queued in depth
+    ]
+    progress.done(f"settle p99 {figures['settle_p99_ms']:,.0f} ms")
+    figures |= rss.summary()
+    return figures
+
+
+class _TransferRequests:
+    """Request n: a transfer of 1 between neighbouring accounts, with its own key."""
+
+    def __init__(self, accounts: list[tuple[str, str]], phase: str) -> None:
+        self.accounts = accounts
+        self.phase = phase
+
+    def __call__(self, n: int) -> bytes:
+        (sender, key), (receiver, _) = (
+            self.accounts[n % len(self.accounts)],
+            self.accounts[(n + 1) % len(self.accounts)],
+        )
+        body = {
+            "from_account_id": sender,
+            "to_account_id": receiver,
+            "amount": 1,
+            "currency": "EUR",
+        }
+        headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": f"{self.phase}-{n}"}
+        return post("/payments/transfer", headers, body, HOST)
+
+
+def _fake_accounts(count: int) -> list[tuple[str, str]]:
+    return [(f"acc_{n:032x}", f"p2p_{n:064x}") for n in range(count)]
+
+
+def _open_accounts(port: int, count: int) -> list[tuple[str, str]]:
+    import httpx
+
+    accounts = []
+    with httpx.Client(base_url=f"http://{HOST}:{port}", timeout=30) as client:
+        for n in range(count):
+            user = client.post("/users", json={"name": "bench", "email": f"b{n}@example.com"})
+            key = user.json()["api_key"]
+            auth = {"Authorization": f"Bearer {key}"}
+            account = client.post("/accounts", json={"currency": "EUR"}, headers=auth).json()
+            funded = client.post(
+                f"/accounts/{account['id']}/deposits",
+                json={"amount": 10**9},
+                headers=auth | {"Idempotency-Key": "bench-funding"},
+            )
+            assert funded.status_code == 201, funded.text
+            accounts.append((account["id"], key))
+    return accounts
+
+
+def _expect_only(result: Result, status: int, phase: str) -> None:
+    others = {s: n for s, n in result.statuses.items() if s != status}
+    if others:
+        raise RuntimeError(f"{phase}: unexpected answers {others}")
+
+
+def _latency(name: str, result: Result) -> dict[str, float]:
+    return {
+        f"{name}_rps": result.rate,
+        f"{name}_p50_ms": percentile(result.latencies, 0.50) * 1000,
+        f"{name}_p99_ms": percentile(result.latencies, 0.99) * 1000,
+        f"{name}_max_ms": max(result.latencies, default=0) * 1000,
+    }
+
+
+def _wait_settled(db: Any, progress: _Progress | None, total: int) -> None:
+    deadline = time.monotonic() + 600
+    while True:
+        (pending,) = db.execute("SELECT count(*) FROM payments WHERE status = 'pending'").fetchone()
+        if progress is not None:
+            progress(total - pending)
+        if pending == 0:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{pending} payments still pending after 600 s")
+        time.sleep(0.1)
+
+
+def _seconds(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+class _DepthSampler:
+    """Pending payments (the database) and queued messages (Redis) twice a second."""
+
+    def __init__(self, stack: BenchStack, into: list[tuple[float, int, int]]) -> None:
+        self._stack = stack
+        self._into = into
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        began = time.monotonic()
+        with self._stack.database() as db, self._stack.redis() as client:
+            while not self._stop.wait(0.5):
+                (pending,) = db.execute(
+                    "SELECT count(*) FROM payments WHERE status = 'pending'"
+                ).fetchone()
+                queued = int(client.hlen("dramatiq:payments.msgs"))
+                self._into.append((time.monotonic() - began, pending, queued))
+
+
+class _RssSampler:
+    """Resident memory of the API and the worker, sampled in the background."""
+
+    def __init__(self, children: dict[str, Child]) -> None:
+        self._children = children
+        self._samples: dict[str, list[float]] = {name: [] for name in children}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            for name, child in self._children.items():
+                self._samples[name].append(child.rss_mb())
+
+    def summary(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        out: dict[str, float] = {}
+        for name, child in self._children.items():
+            samples = [s for s in self._samples[name] if s] or [0.0]
+            out[f"{name}_rss_mb"] = child.peak_rss_mb()
+            half = max(1, len(samples) // 2)
+            out[f"{name}_rss_growth"] = (
+                statistics.mean(samples[half:]) / statistics.mean(samples[:half]) - 1
+                if len(samples) > 1
+                else 0.0
+            )
+        return out
+
+
+def _report(figures: dict[str, Any], plan: Plan) -> None:
+    if not figures:
+        return
+    rows = [
+        (
+            "submit",
+            f"{figures['submit_rps']:,.0f} req/s",
+            f"{figures['noop_rps']:,.0f} req/s",
+            f"{figures['submit_ratio']:.2f}",
+            "≥ 0.60",
+        ),
+        (
+            "  latency p50 / p99 / max",
+            f"{figures['submit_p50_ms']:.1f} / {figures['submit_p99_ms']:.1f} / "
+            f"{figures['submit_max_ms']:.0f} ms",
+            f"{figures['noop_p50_ms']:.1f} / {figures['noop_p99_ms']:.1f} / "
+            f"{figures['noop_max_ms']:.0f} ms",
+            "",
+            "",
+        ),
+        (
+            "drain",
+            f"{figures['drain_rps']:,.0f} payments/s",
+            f"{figures['queue_noop_rps']:,.0f} msg/s",
+            f"{figures['drain_ratio']:.2f}",
+            "≥ 0.80",
+        ),
+        (
+            "sustained settle p50 / p99",
+            f"{figures['settle_p50_ms']:.0f} / {figures['settle_p99_ms']:.0f} ms",
+            f"at {figures['sustained_offered_rps']:,.0f} req/s",
+            "",
+            "p99 ≤ 250 ms",
+        ),
+        (
+            "sustained backlog max / end",
+            f"{figures['backlog_max']} / {figures['backlog_end']}",
+            "bounded" if figures["backlog_bounded"] else "GROWING",
+            "",
+            "bounded",
+        ),
+        (
+            "peak RSS api / worker",
+            f"{figures['api_rss_mb']:.0f} / {figures['worker_rss_mb']:.0f} MiB",
+            f"growth {figures['api_rss_growth']:+.0%} / {figures['worker_rss_growth']:+.0%}",
+            "",
+            "flat (±10%)",
+        ),
+    ]
+    print()
+    print(
+        f"| measure ({plan.payments} payments, {plan.connections} connections) | figure "
+        "| ceiling | ratio | target |"
+    )
+    print("| --- | --- | --- | --- | --- |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
