@@ -15,6 +15,7 @@ from api.metrics import ApiMetrics
 from api.middleware import AuthenticationMiddleware, BodyMiddleware, MetricsMiddleware
 from api.routes import accounts, health, payments, users
 from api.waiter import PaymentWaiter
+from shared.committer import GroupCommitter
 from shared.db import Database
 from shared.settings import Settings
 from worker.queue import SettlementQueue
@@ -27,7 +28,8 @@ def create_app(settings: Settings, db: Database, queue: SettlementQueue) -> Fast
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         waiter = PaymentWaiter(db)
-        app.state.services = Services(settings, db, queue, waiter, metrics)
+        writer = GroupCommitter(db)
+        app.state.services = Services(settings, db, writer, queue, waiter, metrics)
         polling = asyncio.create_task(waiter.run(), name="p2p-long-poll")
         try:
             yield
@@ -35,6 +37,7 @@ def create_app(settings: Settings, db: Database, queue: SettlementQueue) -> Fast
             polling.cancel()
             with suppress(asyncio.CancelledError):
                 await polling
+            writer.close()
 
     app = FastAPI(
         title="P2P payment processor",

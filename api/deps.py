@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request
 
 from api.metrics import ApiMetrics
 from api.problems import ApiProblem, unauthorized
 from api.waiter import PaymentWaiter
+from shared.committer import GroupCommitter
 from shared.db import Database
 from shared.records import User
 from shared.settings import Settings
@@ -18,14 +21,21 @@ from worker.queue import SettlementQueue
 
 _IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class Services:
     settings: Settings
     db: Database
+    writer: GroupCommitter
     queue: SettlementQueue
     waiter: PaymentWaiter
     metrics: ApiMetrics
+
+    async def write(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``fn(conn, *args, **kwargs)``, group-committed; returns once it is durable."""
+        return await asyncio.wrap_future(self.writer.submit(fn, *args, **kwargs))
 
 
 async def _services(request: Request) -> Services:

@@ -37,12 +37,9 @@ class BodyMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = problem(
-            413, "payload_too_large", f"the body is larger than {self.max_bytes} bytes"
-        )
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await too_large(scope, receive, send)
+                await self._too_large(scope, receive, send)
                 return
         chunks: list[bytes] = []
         size = 0
@@ -54,7 +51,7 @@ class BodyMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await too_large(scope, receive, send)
+                await self._too_large(scope, receive, send)
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -77,6 +74,10 @@ class BodyMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = f"the body is larger than {self.max_bytes} bytes"
+        await problem(413, "payload_too_large", detail)(scope, receive, send)
 
 
 class AuthenticationMiddleware:

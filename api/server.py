@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import uvicorn
 from fastapi import FastAPI
 
 
+class _Server(uvicorn.Server):
+    """uvicorn, except that SIGTERM and SIGINT end ``serve`` instead of the process.
+
+    uvicorn shuts down gracefully, then raises the signal again with the default handler
+    back in place, which kills the process before the caller can stop what it started
+    beside the server (the worker in ``p2p dev``, the enqueue thread, the database).
+    """
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
+
 def serve(app: FastAPI, host: str, port: int) -> None:
-    """uvicorn with uvloop and httptools; no access log (the metrics count requests)."""
-    uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", access_log=False)
+    """Serve until SIGTERM or SIGINT, then return: uvloop, httptools, no access log
+    (the metrics count requests)."""
+    config = uvicorn.Config(
+        app, host=host, port=port, loop="uvloop", http="httptools", access_log=False
+    )
+    _Server(config).run()

@@ -77,6 +77,7 @@ def _serve_api(settings: Settings, host: str, port: int) -> None:
     try:
         serve(create_app(settings, db, queue), host, port)
     finally:
+        queue.close()
         db.close()
 
 
@@ -86,9 +87,11 @@ def _serve_dev(settings: Settings, host: str, port: int) -> None:
     runtime = WorkerRuntime(settings, in_process_broker(), db)
     runtime.start()
     log.info("dev: API and worker in one process, database %s, no Redis", db.path)
+    queue = SettlementQueue(runtime.actor)
     try:
-        serve(create_app(settings, db, SettlementQueue(runtime.actor)), host, port)
+        serve(create_app(settings, db, queue), host, port)
     finally:
+        queue.close()
         runtime.stop()
         db.close()
 

@@ -14,16 +14,15 @@ from shared.records import Account, AccountState, AccountStatus, Deposit, Ledger
 MAX_BALANCE = 2**63 - 1
 
 
-def open_account(db: Database, user_id: str, currency: str) -> Account:
+def open_account(conn: sqlite3.Connection, user_id: str, currency: str) -> Account:
     now = to_text(utcnow())
     account_id = new_id("acc")
-    with db.write() as conn:
-        conn.execute(
-            "INSERT INTO accounts (id, user_id, currency, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (account_id, user_id, currency, now, now),
-        )
-        return _owned(conn, user_id, account_id)
+    conn.execute(
+        "INSERT INTO accounts (id, user_id, currency, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (account_id, user_id, currency, now, now),
+    )
+    return _owned(conn, user_id, account_id)
 
 
 def get_account(db: Database, user_id: str, account_id: str) -> Account:
@@ -45,25 +44,26 @@ def list_accounts(db: Database, user_id: str, *, limit: int, cursor: str | None)
     return page_of(rows, limit, Account.from_row)
 
 
-def set_status(db: Database, user_id: str, account_id: str, status: AccountStatus) -> Account:
+def set_status(
+    conn: sqlite3.Connection, user_id: str, account_id: str, status: AccountStatus
+) -> Account:
     """Freeze or unfreeze; setting the status it has already is a no-op.
 
     Raises:
         NotFound: no such account, or another user's.
     """
-    with db.write() as conn:
-        account = _owned(conn, user_id, account_id)
-        if account.status is status:
-            return account
-        conn.execute(
-            "UPDATE accounts SET status = ?, updated_at = ? WHERE id = ?",
-            (status.value, to_text(utcnow()), account_id),
-        )
-        return _owned(conn, user_id, account_id)
+    account = _owned(conn, user_id, account_id)
+    if account.status is status:
+        return account
+    conn.execute(
+        "UPDATE accounts SET status = ?, updated_at = ? WHERE id = ?",
+        (status.value, to_text(utcnow()), account_id),
+    )
+    return _owned(conn, user_id, account_id)
 
 
 def deposit(
-    db: Database,
+    conn: sqlite3.Connection,
     user_id: str,
     account_id: str,
     *,
@@ -80,43 +80,42 @@ def deposit(
         BalanceLimitExceeded: the balance would pass 2^63 - 1.
     """
     request_hash = fingerprint(amount=amount, description=description)
-    with db.write() as conn:
-        account = owned_account(conn, user_id, account_id)
-        existing = conn.execute(
-            f"{_DEPOSIT_SELECT} WHERE deposits.account_id = ? AND deposits.idempotency_key = ?",
-            (account_id, idempotency_key),
-        ).fetchone()
-        if existing is not None:
-            if existing["request_hash"] != request_hash:
-                raise IdempotencyKeyReused(
-                    "this Idempotency-Key was used for a deposit with a different body"
-                )
-            return Deposit.from_row(existing), True
-        if account.status is AccountStatus.FROZEN:
-            raise AccountFrozen(f"account {account_id} is frozen")
-        if account.balance > MAX_BALANCE - amount:
-            raise BalanceLimitExceeded(f"account {account_id} cannot hold more money")
-        now = to_text(utcnow())
-        deposit_id = new_id("dep")
-        balance_after = account.balance + amount
-        conn.execute(
-            "UPDATE accounts SET balance = ?, updated_at = ? WHERE id = ?",
-            (balance_after, now, account_id),
-        )
-        conn.execute(
-            "INSERT INTO deposits"
-            " (id, account_id, amount, description, idempotency_key, request_hash, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (deposit_id, account_id, amount, description, idempotency_key, request_hash, now),
-        )
-        conn.execute(
-            "INSERT INTO ledger_entries"
-            " (id, account_id, direction, amount, balance_after, deposit_id, created_at)"
-            " VALUES (?, ?, 'credit', ?, ?, ?, ?)",
-            (new_id("led"), account_id, amount, balance_after, deposit_id, now),
-        )
-        row = conn.execute(f"{_DEPOSIT_SELECT} WHERE deposits.id = ?", (deposit_id,)).fetchone()
-        return Deposit.from_row(row), False
+    account = owned_account(conn, user_id, account_id)
+    existing = conn.execute(
+        f"{_DEPOSIT_SELECT} WHERE deposits.account_id = ? AND deposits.idempotency_key = ?",
+        (account_id, idempotency_key),
+    ).fetchone()
+    if existing is not None:
+        if existing["request_hash"] != request_hash:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was used for a deposit with a different body"
+            )
+        return Deposit.from_row(existing), True
+    if account.status is AccountStatus.FROZEN:
+        raise AccountFrozen(f"account {account_id} is frozen")
+    if account.balance > MAX_BALANCE - amount:
+        raise BalanceLimitExceeded(f"account {account_id} cannot hold more money")
+    now = to_text(utcnow())
+    deposit_id = new_id("dep")
+    balance_after = account.balance + amount
+    conn.execute(
+        "UPDATE accounts SET balance = ?, updated_at = ? WHERE id = ?",
+        (balance_after, now, account_id),
+    )
+    conn.execute(
+        "INSERT INTO deposits"
+        " (id, account_id, amount, description, idempotency_key, request_hash, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (deposit_id, account_id, amount, description, idempotency_key, request_hash, now),
+    )
+    conn.execute(
+        "INSERT INTO ledger_entries"
+        " (id, account_id, direction, amount, balance_after, deposit_id, created_at)"
+        " VALUES (?, ?, 'credit', ?, ?, ?, ?)",
+        (new_id("led"), account_id, amount, balance_after, deposit_id, now),
+    )
+    row = conn.execute(f"{_DEPOSIT_SELECT} WHERE deposits.id = ?", (deposit_id,)).fetchone()
+    return Deposit.from_row(row), False
 
 
 def list_ledger(

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from shared.schema import MIGRATIONS
 from shared.settings import Settings
+
+T = TypeVar("T")
 
 
 class Database:
@@ -56,6 +59,11 @@ class Database:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``fn(conn, *args, **kwargs)`` in a write transaction of its own."""
+        with self.write() as conn:
+            return fn(conn, *args, **kwargs)
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:

@@ -32,7 +32,7 @@ class Transfer:
 
 
 def submit_transfer(
-    db: Database, user_id: str, transfer: Transfer, idempotency_key: str
+    conn: sqlite3.Connection, user_id: str, transfer: Transfer, idempotency_key: str
 ) -> tuple[Payment, bool]:
     """Record a transfer as ``pending``; returns the payment and whether it is a replay.
 
@@ -49,52 +49,51 @@ def submit_transfer(
     if transfer.from_account_id == transfer.to_account_id:
         raise SameAccount("a transfer needs two different accounts")
     request_hash = fingerprint(**asdict(transfer))
-    with db.write() as conn:
-        sender = owned_account(conn, user_id, transfer.from_account_id)
-        existing = conn.execute(
-            "SELECT * FROM payments WHERE from_account_id = ? AND idempotency_key = ?",
-            (transfer.from_account_id, idempotency_key),
-        ).fetchone()
-        if existing is not None:
-            if existing["request_hash"] != request_hash:
-                raise IdempotencyKeyReused(
-                    "this Idempotency-Key was used for a transfer with a different body"
-                )
-            return Payment.from_row(existing), True
-        receiver = find_account(conn, transfer.to_account_id)
-        if receiver is None:
-            raise NotFound(f"no account {transfer.to_account_id}")
-        for account in (sender, receiver):
-            if account.currency != transfer.currency:
-                raise CurrencyMismatch(f"account {account.id} does not hold {transfer.currency}")
-        if sender.pending_out > MAX_BALANCE - transfer.amount:
-            raise BalanceLimitExceeded(
-                f"account {sender.id} has too much pending to accept another transfer"
+    sender = owned_account(conn, user_id, transfer.from_account_id)
+    existing = conn.execute(
+        "SELECT * FROM payments WHERE from_account_id = ? AND idempotency_key = ?",
+        (transfer.from_account_id, idempotency_key),
+    ).fetchone()
+    if existing is not None:
+        if existing["request_hash"] != request_hash:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was used for a transfer with a different body"
             )
-        payment_id = new_id("pay")
-        conn.execute(
-            "INSERT INTO payments (id, from_account_id, to_account_id, from_user_id,"
-            " to_user_id, amount, currency, description, idempotency_key, request_hash,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                payment_id,
-                sender.id,
-                receiver.id,
-                sender.user_id,
-                receiver.user_id,
-                transfer.amount,
-                transfer.currency,
-                transfer.description,
-                idempotency_key,
-                request_hash,
-                to_text(utcnow()),
-            ),
+        return Payment.from_row(existing), True
+    receiver = find_account(conn, transfer.to_account_id)
+    if receiver is None:
+        raise NotFound(f"no account {transfer.to_account_id}")
+    for account in (sender, receiver):
+        if account.currency != transfer.currency:
+            raise CurrencyMismatch(f"account {account.id} does not hold {transfer.currency}")
+    if sender.pending_out > MAX_BALANCE - transfer.amount:
+        raise BalanceLimitExceeded(
+            f"account {sender.id} has too much pending to accept another transfer"
         )
-        conn.execute(
-            "UPDATE accounts SET pending_out = pending_out + ? WHERE id = ?",
-            (transfer.amount, sender.id),
-        )
-        return _get(conn, payment_id), False
+    payment_id = new_id("pay")
+    conn.execute(
+        "INSERT INTO payments (id, from_account_id, to_account_id, from_user_id,"
+        " to_user_id, amount, currency, description, idempotency_key, request_hash,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            payment_id,
+            sender.id,
+            receiver.id,
+            sender.user_id,
+            receiver.user_id,
+            transfer.amount,
+            transfer.currency,
+            transfer.description,
+            idempotency_key,
+            request_hash,
+            to_text(utcnow()),
+        ),
+    )
+    conn.execute(
+        "UPDATE accounts SET pending_out = pending_out + ? WHERE id = ?",
+        (transfer.amount, sender.id),
+    )
+    return _get(conn, payment_id), False
 
 
 def get_payment(db: Database, user_id: str, payment_id: str) -> Payment:

@@ -17,7 +17,7 @@ KEY_PREFIX = "p2p_"
 _KEY = re.compile(r"p2p_([0-9a-f]{16})([0-9a-f]{48})")
 
 
-def sign_up(db: Database, name: str, email: str) -> tuple[User, str]:
+def sign_up(conn: sqlite3.Connection, name: str, email: str) -> tuple[User, str]:
     """Create a user and its first API key; returns the user and the key in clear.
 
     Raises:
@@ -25,18 +25,15 @@ def sign_up(db: Database, name: str, email: str) -> tuple[User, str]:
     """
     now = to_text(utcnow())
     user_id = new_id("usr")
-    try:
-        with db.write() as conn:
-            conn.execute(
-                "INSERT INTO users (id, name, email, email_key, created_at) VALUES (?, ?, ?, ?, ?)",
-                (user_id, name, email, email.casefold(), now),
-            )
-            api_key = _insert_api_key(conn, user_id, now)
-            row = conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
-    except sqlite3.IntegrityError as error:
-        if "users.email_key" in str(error):
-            raise EmailTaken(f"a user with the email {email!r} exists already") from None
-        raise
+    taken = conn.execute("SELECT 1 FROM users WHERE email_key = ?", (email.casefold(),))
+    if taken.fetchone() is not None:
+        raise EmailTaken(f"a user with the email {email!r} exists already")
+    conn.execute(
+        "INSERT INTO users (id, name, email, email_key, created_at) VALUES (?, ?, ?, ?, ?)",
+        (user_id, name, email, email.casefold(), now),
+    )
+    api_key = _insert_api_key(conn, user_id, now)
+    row = conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
     return User.from_row(row), api_key
 
 

@@ -1,34 +1,68 @@
-"""What the API uses to wake the worker: send a payment id, never fail the submit."""
+"""What the API uses to wake the worker: send a payment id, never fail the submit.
+
+Sends happen on a thread of their own, so no Redis round trip ever runs on the event
+loop or holds the writer. The database is the source of truth: a message that cannot be
+sent is logged and dropped, and the worker settles the payment anyway. While the broker
+is unreachable, sends fail at once for a second instead of each waiting for a timeout.
+"""
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
 
 from worker.actors import SettleActor
 from worker.broker import ping
 
 log = logging.getLogger(__name__)
 
+BACK_OFF_S = 1.0
+
 
 class SettlementQueue:
-    """Sends ``settle_payment(payment_id)`` messages.
-
-    The database is the source of truth: a message that cannot be sent is logged and
-    dropped, and the worker's sweep settles the payment anyway.
-    """
+    """Sends ``settle_payment(payment_id)`` messages, in order, from one thread."""
 
     def __init__(self, actor: SettleActor) -> None:
         self._actor = actor
+        self._pending: queue.SimpleQueue[tuple[str, Future[bool]] | None] = queue.SimpleQueue()
+        self._down_until = 0.0
+        self._thread = threading.Thread(target=self._run, name="p2p-enqueue", daemon=True)
+        self._thread.start()
 
-    def send(self, payment_id: str) -> bool:
-        """True if the message reached the broker."""
-        try:
-            self._actor.send(payment_id)
-        except Exception:
-            log.warning("could not enqueue payment %s; the sweep will settle it", payment_id)
-            return False
-        return True
+    def send(self, payment_id: str) -> Future[bool]:
+        """The future is True once the message reached the broker, False if it did not."""
+        future: Future[bool] = Future()
+        self._pending.put((payment_id, future))
+        return future
 
     def ping(self) -> None:
         """Raises when the broker cannot be reached."""
         ping(self._actor.broker)
+
+    def close(self) -> None:
+        """Send what is queued, then stop."""
+        self._pending.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (item := self._pending.get()) is not None:
+            payment_id, future = item
+            future.set_result(self._send(payment_id))
+
+    def _send(self, payment_id: str) -> bool:
+        if time.monotonic() < self._down_until:
+            return False
+        try:
+            self._actor.send(payment_id)
+        except Exception as error:
+            self._down_until = time.monotonic() + BACK_OFF_S
+            log.warning(
+                "could not enqueue payment %s (%s); the worker will settle it anyway",
+                payment_id,
+                error,
+            )
+            return False
+        return True

@@ -25,9 +25,11 @@ Cursor = Annotated[str | None, Query(max_length=100, description="`next_cursor` 
 
 
 @router.post("/accounts", status_code=201, responses=problems(413, 415, 422))
-def open_account(body: AccountCreate, user: CurrentUser, services: ServicesDep) -> AccountPublic:
+async def open_account(
+    body: AccountCreate, user: CurrentUser, services: ServicesDep
+) -> AccountPublic:
     """Open an account for the caller, with balance 0."""
-    account = accounts.open_account(services.db, user.id, body.currency)
+    account = await services.write(accounts.open_account, user.id, body.currency)
     return AccountPublic.model_validate(account)
 
 
@@ -50,11 +52,13 @@ def get_account(account_id: str, user: CurrentUser, services: ServicesDep) -> Ac
 
 
 @router.patch("/accounts/{account_id}", responses=problems(404, 413, 415, 422))
-def update_account(
+async def update_account(
     account_id: str, body: AccountUpdate, user: CurrentUser, services: ServicesDep
 ) -> AccountPublic:
     """Freeze or unfreeze: a frozen account neither sends nor receives."""
-    account = accounts.set_status(services.db, user.id, account_id, AccountStatus(body.status))
+    account = await services.write(
+        accounts.set_status, user.id, account_id, AccountStatus(body.status)
+    )
     return AccountPublic.model_validate(account)
 
 
@@ -63,7 +67,7 @@ def update_account(
     status_code=201,
     responses=problems(400, 404, 409, 413, 415, 422),
 )
-def deposit(
+async def deposit(
     account_id: str,
     body: DepositCreate,
     user: CurrentUser,
@@ -73,8 +77,8 @@ def deposit(
 ) -> DepositPublic:
     """Money in from outside, applied at once. Idempotent by `Idempotency-Key`."""
     check_amount(body.amount, services.settings.max_amount)
-    made, replayed = accounts.deposit(
-        services.db,
+    made, replayed = await services.write(
+        accounts.deposit,
         user.id,
         account_id,
         amount=body.amount,

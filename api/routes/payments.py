@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 import anyio.to_thread
@@ -16,7 +17,7 @@ router = APIRouter(tags=["payments"], responses=problems(401))
 
 
 @router.post("/payments/transfer", status_code=202, responses=problems(400, 404, 413, 415, 422))
-def transfer(
+async def transfer(
     body: TransferCreate,
     user: CurrentUser,
     key: IdempotencyKey,
@@ -28,15 +29,15 @@ def transfer(
     Idempotent by `Idempotency-Key`, scoped to the sending account.
     """
     check_amount(body.amount, services.settings.max_amount)
-    payment, replayed = payments.submit_transfer(
-        services.db, user.id, payments.Transfer(**body.model_dump()), key
+    payment, replayed = await services.write(
+        payments.submit_transfer, user.id, payments.Transfer(**body.model_dump()), key
     )
     response.headers["Location"] = f"/payments/{payment.id}"
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     else:
         services.metrics.payments_accepted.inc()
-        if not services.queue.send(payment.id):
+        if not await asyncio.wrap_future(services.queue.send(payment.id)):
             services.metrics.enqueue_failures.inc()
     return PaymentPublic.model_validate(payment)
 

@@ -55,8 +55,11 @@ def serve(settings: Settings, db: Database, queue: SettlementQueue) -> Iterator[
     asserting "never a 5xx" reports the status and the body.
     """
     app = create_app(settings, db, queue)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        yield client
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield client
+    finally:
+        queue.close()
 
 
 @contextmanager

@@ -33,9 +33,9 @@ def new_key() -> str:
 
 def new_customer(db: Database, name: str, *, main: int = 1000, savings: int = 500) -> Customer:
     """Sign ``name`` up and open two USD accounts funded with ``main`` and ``savings``."""
-    user, api_key = sign_up(db, name, f"{name.lower()}@example.com")
-    first = accounts.open_account(db, user.id, "USD")
-    second = accounts.open_account(db, user.id, "USD")
+    user, api_key = db.run(sign_up, name, f"{name.lower()}@example.com")
+    first = db.run(accounts.open_account, user.id, "USD")
+    second = db.run(accounts.open_account, user.id, "USD")
     for account, amount in ((first, main), (second, savings)):
         if amount:
             fund(db, account, amount)
@@ -43,8 +43,13 @@ def new_customer(db: Database, name: str, *, main: int = 1000, savings: int = 50
 
 
 def fund(db: Database, account: Account, amount: int) -> Deposit:
-    deposit, replayed = accounts.deposit(
-        db, account.user_id, account.id, amount=amount, description=None, idempotency_key=new_key()
+    deposit, replayed = db.run(
+        accounts.deposit,
+        account.user_id,
+        account.id,
+        amount=amount,
+        description=None,
+        idempotency_key=new_key(),
     )
     assert not replayed
     return deposit
@@ -52,8 +57,8 @@ def fund(db: Database, account: Account, amount: int) -> Deposit:
 
 def pay(db: Database, sender: Account, receiver: Account, amount: int) -> Payment:
     """Submit a transfer in the sender's currency under a fresh key."""
-    payment, replayed = submit_transfer(
-        db,
+    payment, replayed = db.run(
+        submit_transfer,
         sender.user_id,
         Transfer(sender.id, receiver.id, amount, sender.currency),
         new_key(),

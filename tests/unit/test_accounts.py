@@ -22,9 +22,9 @@ from tests.unit.helpers import (
 
 
 def test_an_opened_account_is_active_and_empty(db: Database) -> None:
-    user, _ = sign_up(db, "Ada", "ada@example.com")
+    user, _ = db.run(sign_up, "Ada", "ada@example.com")
 
-    account = accounts.open_account(db, user.id, "EUR")
+    account = db.run(accounts.open_account, user.id, "EUR")
 
     assert account.user_id == user.id
     assert account.currency == "EUR"
@@ -41,10 +41,15 @@ def test_another_users_account_is_not_found(db: Database, alice: Customer, bob: 
     with pytest.raises(NotFound):
         accounts.get_account(db, alice.user.id, theirs)
     with pytest.raises(NotFound):
-        accounts.set_status(db, alice.user.id, theirs, AccountStatus.FROZEN)
+        db.run(accounts.set_status, alice.user.id, theirs, AccountStatus.FROZEN)
     with pytest.raises(NotFound):
-        accounts.deposit(
-            db, alice.user.id, theirs, amount=1, description=None, idempotency_key=new_key()
+        db.run(
+            accounts.deposit,
+            alice.user.id,
+            theirs,
+            amount=1,
+            description=None,
+            idempotency_key=new_key(),
         )
     with pytest.raises(NotFound):
         accounts.list_ledger(db, alice.user.id, theirs, limit=10, cursor=None)
@@ -58,10 +63,10 @@ def test_an_unknown_account_is_not_found(db: Database, alice: Customer) -> None:
 
 
 def test_list_accounts_pages_newest_first_without_duplicates_or_misses(db: Database) -> None:
-    user, _ = sign_up(db, "Ada", "ada@example.com")
-    opened = [accounts.open_account(db, user.id, "USD").id for _ in range(7)]
-    other, _ = sign_up(db, "Bea", "bea@example.com")
-    accounts.open_account(db, other.id, "USD")
+    user, _ = db.run(sign_up, "Ada", "ada@example.com")
+    opened = [db.run(accounts.open_account, user.id, "USD").id for _ in range(7)]
+    other, _ = db.run(sign_up, "Bea", "bea@example.com")
+    db.run(accounts.open_account, other.id, "USD")
 
     seen: list[str] = []
     sizes: list[int] = []
@@ -80,7 +85,7 @@ def test_list_accounts_pages_newest_first_without_duplicates_or_misses(db: Datab
 
 
 def test_list_accounts_of_a_user_without_accounts_is_empty(db: Database, alice: Customer) -> None:
-    user, _ = sign_up(db, "Ada", "ada@example.com")
+    user, _ = db.run(sign_up, "Ada", "ada@example.com")
 
     page = accounts.list_accounts(db, user.id, limit=10, cursor=None)
 
@@ -89,28 +94,33 @@ def test_list_accounts_of_a_user_without_accounts_is_empty(db: Database, alice: 
 
 
 def test_set_status_freezes_and_unfreezes(db: Database, alice: Customer) -> None:
-    frozen = accounts.set_status(db, alice.user.id, alice.main.id, AccountStatus.FROZEN)
+    frozen = db.run(accounts.set_status, alice.user.id, alice.main.id, AccountStatus.FROZEN)
     assert frozen.status is AccountStatus.FROZEN
     assert accounts.get_account(db, alice.user.id, alice.main.id).status is AccountStatus.FROZEN
 
-    again = accounts.set_status(db, alice.user.id, alice.main.id, AccountStatus.FROZEN)
+    again = db.run(accounts.set_status, alice.user.id, alice.main.id, AccountStatus.FROZEN)
     assert again == frozen
 
-    active = accounts.set_status(db, alice.user.id, alice.main.id, AccountStatus.ACTIVE)
+    active = db.run(accounts.set_status, alice.user.id, alice.main.id, AccountStatus.ACTIVE)
     assert active.status is AccountStatus.ACTIVE
     assert active.updated_at >= frozen.updated_at
     assert accounts.get_account(db, alice.user.id, alice.main.id).status is AccountStatus.ACTIVE
 
 
 def test_deposit_credits_the_balance_and_the_ledger(db: Database) -> None:
-    user, _ = sign_up(db, "Ada", "ada@example.com")
-    account = accounts.open_account(db, user.id, "USD")
+    user, _ = db.run(sign_up, "Ada", "ada@example.com")
+    account = db.run(accounts.open_account, user.id, "USD")
 
-    first, replayed = accounts.deposit(
-        db, user.id, account.id, amount=250, description="salary", idempotency_key="k1"
+    first, replayed = db.run(
+        accounts.deposit,
+        user.id,
+        account.id,
+        amount=250,
+        description="salary",
+        idempotency_key="k1",
     )
-    second, _ = accounts.deposit(
-        db, user.id, account.id, amount=100, description=None, idempotency_key="k2"
+    second, _ = db.run(
+        accounts.deposit, user.id, account.id, amount=100, description=None, idempotency_key="k2"
     )
 
     assert not replayed
@@ -148,8 +158,13 @@ def test_list_ledger_pages_entries_newest_first(db: Database, alice: Customer) -
 
 def test_replayed_deposit_key_returns_the_same_deposit(db: Database, alice: Customer) -> None:
     def send() -> tuple[Deposit, bool]:
-        return accounts.deposit(
-            db, alice.user.id, alice.main.id, amount=70, description="gift", idempotency_key="d1"
+        return db.run(
+            accounts.deposit,
+            alice.user.id,
+            alice.main.id,
+            amount=70,
+            description="gift",
+            idempotency_key="d1",
         )
 
     first, first_replayed = send()
@@ -167,14 +182,19 @@ def test_replayed_deposit_key_returns_the_same_deposit(db: Database, alice: Cust
 def test_deposit_key_reused_with_another_body_is_refused_and_records_nothing(
     db: Database, alice: Customer, amount: int, description: str | None
 ) -> None:
-    accounts.deposit(
-        db, alice.user.id, alice.main.id, amount=70, description="gift", idempotency_key="d1"
+    db.run(
+        accounts.deposit,
+        alice.user.id,
+        alice.main.id,
+        amount=70,
+        description="gift",
+        idempotency_key="d1",
     )
     before = snapshot(db)
 
     with pytest.raises(IdempotencyKeyReused):
-        accounts.deposit(
-            db,
+        db.run(
+            accounts.deposit,
             alice.user.id,
             alice.main.id,
             amount=amount,
@@ -186,11 +206,21 @@ def test_deposit_key_reused_with_another_body_is_refused_and_records_nothing(
 
 
 def test_a_deposit_key_is_scoped_to_its_account(db: Database, alice: Customer) -> None:
-    first, _ = accounts.deposit(
-        db, alice.user.id, alice.main.id, amount=5, description=None, idempotency_key="same"
+    first, _ = db.run(
+        accounts.deposit,
+        alice.user.id,
+        alice.main.id,
+        amount=5,
+        description=None,
+        idempotency_key="same",
     )
-    second, replayed = accounts.deposit(
-        db, alice.user.id, alice.savings.id, amount=5, description=None, idempotency_key="same"
+    second, replayed = db.run(
+        accounts.deposit,
+        alice.user.id,
+        alice.savings.id,
+        amount=5,
+        description=None,
+        idempotency_key="same",
     )
 
     assert not replayed
@@ -201,29 +231,44 @@ def test_a_deposit_key_is_scoped_to_its_account(db: Database, alice: Customer) -
 def test_deposit_to_a_frozen_account_is_refused_and_records_nothing(
     db: Database, alice: Customer
 ) -> None:
-    accounts.set_status(db, alice.user.id, alice.main.id, AccountStatus.FROZEN)
+    db.run(accounts.set_status, alice.user.id, alice.main.id, AccountStatus.FROZEN)
     before = snapshot(db)
 
     with pytest.raises(AccountFrozen):
-        accounts.deposit(
-            db, alice.user.id, alice.main.id, amount=5, description=None, idempotency_key="k"
+        db.run(
+            accounts.deposit,
+            alice.user.id,
+            alice.main.id,
+            amount=5,
+            description=None,
+            idempotency_key="k",
         )
 
     assert snapshot(db) == before
 
 
 def test_deposit_past_the_balance_limit_is_refused_and_records_nothing(db: Database) -> None:
-    user, _ = sign_up(db, "Ada", "ada@example.com")
-    account = accounts.open_account(db, user.id, "USD")
-    full, _ = accounts.deposit(
-        db, user.id, account.id, amount=MAX_BALANCE, description=None, idempotency_key="full"
+    user, _ = db.run(sign_up, "Ada", "ada@example.com")
+    account = db.run(accounts.open_account, user.id, "USD")
+    full, _ = db.run(
+        accounts.deposit,
+        user.id,
+        account.id,
+        amount=MAX_BALANCE,
+        description=None,
+        idempotency_key="full",
     )
     assert full.balance_after == MAX_BALANCE == 2**63 - 1
     before = snapshot(db)
 
     with pytest.raises(BalanceLimitExceeded):
-        accounts.deposit(
-            db, user.id, account.id, amount=1, description=None, idempotency_key="one more"
+        db.run(
+            accounts.deposit,
+            user.id,
+            account.id,
+            amount=1,
+            description=None,
+            idempotency_key="one more",
         )
 
     assert snapshot(db) == before

@@ -40,7 +40,7 @@ def test_verify_is_clean_after_deposits_and_completed_and_failed_transfers(
         pay(db, alice.main, carol.savings, 1),  # carol.savings is frozen by then
     ):
         if payment.to_account_id == carol.savings.id:
-            accounts.set_status(db, carol.user.id, carol.savings.id, AccountStatus.FROZEN)
+            db.run(accounts.set_status, carol.user.id, carol.savings.id, AccountStatus.FROZEN)
         settled = settle_payment(db, payment.id)
         assert settled is not None
         outcomes.append(settled.status)
@@ -161,8 +161,8 @@ def test_verify_holds_when_the_balances_add_up_past_the_largest_integer(
 ) -> None:
     # One account may hold up to 2^63 - 1 (BalanceLimitExceeded is only raised past it),
     # so the sum of all balances, and of all deposits, can pass it.
-    whale, _ = sign_up(db, "Whale", "whale@example.com")
-    full = accounts.open_account(db, whale.id, "USD")
+    whale, _ = db.run(sign_up, "Whale", "whale@example.com")
+    full = db.run(accounts.open_account, whale.id, "USD")
     fund(db, full, MAX_BALANCE)
 
     assert verify(db) == []

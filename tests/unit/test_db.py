@@ -46,7 +46,7 @@ def test_migrate_brings_a_new_file_to_the_latest_version(blank: Database) -> Non
 
 
 def test_migrate_twice_changes_nothing(db: Database) -> None:
-    sign_up(db, "Ada", "ada@example.com")
+    db.run(sign_up, "Ada", "ada@example.com")
     schema = _schema(db)
 
     assert db.migrate() == len(MIGRATIONS)

@@ -107,7 +107,7 @@ def test_a_payment_touching_a_frozen_account_fails_with_account_frozen(
 ) -> None:
     payment = pay(db, alice.main, bob.main, 10)
     account = alice.main if frozen == "sender" else bob.main
-    accounts.set_status(db, account.user_id, account.id, AccountStatus.FROZEN)
+    db.run(accounts.set_status, account.user_id, account.id, AccountStatus.FROZEN)
 
     settled = _settled(db, payment.id)
 
@@ -119,8 +119,8 @@ def test_a_payment_touching_a_frozen_account_fails_with_account_frozen(
 
 
 def test_a_payment_that_would_overfill_the_receiver_fails(db: Database, alice: Customer) -> None:
-    whale, _ = sign_up(db, "Whale", "whale@example.com")
-    full = accounts.open_account(db, whale.id, "USD")
+    whale, _ = db.run(sign_up, "Whale", "whale@example.com")
+    full = db.run(accounts.open_account, whale.id, "USD")
     fund(db, full, MAX_BALANCE)
     payment = pay(db, alice.main, full, 1)
 
@@ -192,7 +192,7 @@ def test_settling_an_unknown_payment_returns_none(db: Database, alice: Customer)
 def test_payments_settled_in_acceptance_order_decide_who_gets_the_funds(
     db: Database, alice: Customer, bob: Customer
 ) -> None:
-    poor = accounts.open_account(db, alice.user.id, "USD")
+    poor = db.run(accounts.open_account, alice.user.id, "USD")
     fund(db, poor, 100)
     accepted = [pay(db, poor, bob.main, 60) for _ in range(3)]
 

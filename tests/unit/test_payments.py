@@ -55,7 +55,7 @@ def test_a_submitted_transfer_is_pending_with_what_was_asked(
 ) -> None:
     transfer = Transfer(alice.main.id, bob.main.id, 125, "USD", "rent")
 
-    payment, replayed = submit_transfer(db, alice.user.id, transfer, "k1")
+    payment, replayed = db.run(submit_transfer, alice.user.id, transfer, "k1")
 
     assert not replayed
     assert payment.id.startswith("pay_")
@@ -73,7 +73,9 @@ def test_a_transfer_to_the_same_account_is_refused(db: Database, alice: Customer
     before = snapshot(db)
 
     with pytest.raises(SameAccount):
-        submit_transfer(db, alice.user.id, Transfer(alice.main.id, alice.main.id, 1, "USD"), "k")
+        db.run(
+            submit_transfer, alice.user.id, Transfer(alice.main.id, alice.main.id, 1, "USD"), "k"
+        )
 
     assert snapshot(db) == before
 
@@ -82,21 +84,25 @@ def test_a_transfer_from_another_users_account_is_not_found(
     db: Database, alice: Customer, bob: Customer
 ) -> None:
     with pytest.raises(NotFound):
-        submit_transfer(db, alice.user.id, Transfer(bob.main.id, alice.main.id, 1, "USD"), "k")
+        db.run(submit_transfer, alice.user.id, Transfer(bob.main.id, alice.main.id, 1, "USD"), "k")
 
     assert count_rows(db, "payments") == 0
 
 
 def test_a_transfer_from_an_unknown_account_is_not_found(db: Database, alice: Customer) -> None:
     with pytest.raises(NotFound):
-        submit_transfer(db, alice.user.id, Transfer("acc_nothing", alice.main.id, 1, "USD"), "k")
+        db.run(
+            submit_transfer, alice.user.id, Transfer("acc_nothing", alice.main.id, 1, "USD"), "k"
+        )
 
     assert count_rows(db, "payments") == 0
 
 
 def test_a_transfer_to_an_unknown_account_is_not_found(db: Database, alice: Customer) -> None:
     with pytest.raises(NotFound):
-        submit_transfer(db, alice.user.id, Transfer(alice.main.id, "acc_nothing", 1, "USD"), "k")
+        db.run(
+            submit_transfer, alice.user.id, Transfer(alice.main.id, "acc_nothing", 1, "USD"), "k"
+        )
 
     assert count_rows(db, "payments") == 0
 
@@ -104,12 +110,12 @@ def test_a_transfer_to_an_unknown_account_is_not_found(db: Database, alice: Cust
 def test_a_transfer_in_another_currency_than_the_sender_is_refused(
     db: Database, alice: Customer, bob: Customer
 ) -> None:
-    euros = accounts.open_account(db, alice.user.id, "EUR")
+    euros = db.run(accounts.open_account, alice.user.id, "EUR")
 
     with pytest.raises(CurrencyMismatch):
-        submit_transfer(db, alice.user.id, Transfer(euros.id, bob.main.id, 1, "USD"), "k1")
+        db.run(submit_transfer, alice.user.id, Transfer(euros.id, bob.main.id, 1, "USD"), "k1")
     with pytest.raises(CurrencyMismatch):
-        submit_transfer(db, alice.user.id, Transfer(euros.id, bob.main.id, 1, "EUR"), "k2")
+        db.run(submit_transfer, alice.user.id, Transfer(euros.id, bob.main.id, 1, "EUR"), "k2")
 
     assert count_rows(db, "payments") == 0
 
@@ -117,12 +123,12 @@ def test_a_transfer_in_another_currency_than_the_sender_is_refused(
 def test_a_transfer_in_another_currency_than_the_receiver_is_refused(
     db: Database, alice: Customer, bob: Customer
 ) -> None:
-    euros = accounts.open_account(db, bob.user.id, "EUR")
+    euros = db.run(accounts.open_account, bob.user.id, "EUR")
 
     with pytest.raises(CurrencyMismatch):
-        submit_transfer(db, alice.user.id, Transfer(alice.main.id, euros.id, 1, "USD"), "k1")
+        db.run(submit_transfer, alice.user.id, Transfer(alice.main.id, euros.id, 1, "USD"), "k1")
     with pytest.raises(CurrencyMismatch):
-        submit_transfer(db, alice.user.id, Transfer(alice.main.id, euros.id, 1, "EUR"), "k2")
+        db.run(submit_transfer, alice.user.id, Transfer(alice.main.id, euros.id, 1, "EUR"), "k2")
 
     assert count_rows(db, "payments") == 0
 
@@ -130,8 +136,8 @@ def test_a_transfer_in_another_currency_than_the_receiver_is_refused(
 def test_replayed_key_returns_same_payment(db: Database, alice: Customer, bob: Customer) -> None:
     transfer = Transfer(alice.main.id, bob.main.id, 10, "USD", "lunch")
 
-    first, first_replayed = submit_transfer(db, alice.user.id, transfer, "k1")
-    again, replayed = submit_transfer(db, alice.user.id, transfer, "k1")
+    first, first_replayed = db.run(submit_transfer, alice.user.id, transfer, "k1")
+    again, replayed = db.run(submit_transfer, alice.user.id, transfer, "k1")
 
     assert (first_replayed, replayed) == (False, True)
     assert again == first
@@ -142,10 +148,10 @@ def test_a_replay_after_settling_returns_the_settled_payment(
     db: Database, alice: Customer, bob: Customer
 ) -> None:
     transfer = Transfer(alice.main.id, bob.main.id, 10, "USD")
-    first, _ = submit_transfer(db, alice.user.id, transfer, "k1")
+    first, _ = db.run(submit_transfer, alice.user.id, transfer, "k1")
     settled = settle_payment(db, first.id)
 
-    again, replayed = submit_transfer(db, alice.user.id, transfer, "k1")
+    again, replayed = db.run(submit_transfer, alice.user.id, transfer, "k1")
 
     assert replayed
     assert again == settled
@@ -167,8 +173,11 @@ def test_key_reused_with_another_body_is_refused_and_records_nothing(
     db: Database, alice: Customer, bob: Customer, other: Transfer
 ) -> None:
     names = {"main": alice.main.id, "savings": alice.savings.id, "bob": bob.main.id}
-    submit_transfer(
-        db, alice.user.id, Transfer(alice.main.id, bob.main.id, 10, "USD", "lunch"), "k"
+    db.run(
+        submit_transfer,
+        alice.user.id,
+        Transfer(alice.main.id, bob.main.id, 10, "USD", "lunch"),
+        "k",
     )
     before = snapshot(db)
     changed = Transfer(
@@ -180,7 +189,7 @@ def test_key_reused_with_another_body_is_refused_and_records_nothing(
     )
 
     with pytest.raises(IdempotencyKeyReused):
-        submit_transfer(db, alice.user.id, changed, "k")
+        db.run(submit_transfer, alice.user.id, changed, "k")
 
     assert snapshot(db) == before
 
@@ -194,7 +203,7 @@ def test_concurrent_duplicates_record_one_payment_and_all_get_its_id(
 
     def submit() -> tuple[Payment, bool]:
         start.wait(timeout=5)
-        return submit_transfer(db, alice.user.id, transfer, "k")
+        return db.run(submit_transfer, alice.user.id, transfer, "k")
 
     with ThreadPoolExecutor(callers) as pool:
         answers = list(pool.map(lambda _: submit(), range(callers)))
@@ -207,14 +216,14 @@ def test_concurrent_duplicates_record_one_payment_and_all_get_its_id(
 def test_the_same_key_on_another_sender_account_is_another_payment(
     db: Database, alice: Customer, bob: Customer
 ) -> None:
-    first, _ = submit_transfer(
-        db, alice.user.id, Transfer(alice.main.id, bob.main.id, 10, "USD"), "k"
+    first, _ = db.run(
+        submit_transfer, alice.user.id, Transfer(alice.main.id, bob.main.id, 10, "USD"), "k"
     )
-    second, replayed = submit_transfer(
-        db, alice.user.id, Transfer(alice.savings.id, bob.main.id, 10, "USD"), "k"
+    second, replayed = db.run(
+        submit_transfer, alice.user.id, Transfer(alice.savings.id, bob.main.id, 10, "USD"), "k"
     )
-    third, bob_replayed = submit_transfer(
-        db, bob.user.id, Transfer(bob.main.id, alice.main.id, 10, "USD"), "k"
+    third, bob_replayed = db.run(
+        submit_transfer, bob.user.id, Transfer(bob.main.id, alice.main.id, 10, "USD"), "k"
     )
 
     assert not replayed

@@ -11,7 +11,7 @@ from tests.unit.helpers import count_rows
 
 
 def test_sign_up_returns_a_key_with_the_p2p_prefix_that_authenticates(db: Database) -> None:
-    user, api_key = sign_up(db, "Ada", "ada@example.com")
+    user, api_key = db.run(sign_up, "Ada", "ada@example.com")
 
     assert api_key.startswith(KEY_PREFIX)
     assert KEY_PREFIX == "p2p_"
@@ -20,8 +20,8 @@ def test_sign_up_returns_a_key_with_the_p2p_prefix_that_authenticates(db: Databa
 
 
 def test_each_key_authenticates_its_own_user(db: Database) -> None:
-    ada, ada_key = sign_up(db, "Ada", "ada@example.com")
-    bea, bea_key = sign_up(db, "Bea", "bea@example.com")
+    ada, ada_key = db.run(sign_up, "Ada", "ada@example.com")
+    bea, bea_key = db.run(sign_up, "Bea", "bea@example.com")
 
     assert ada_key != bea_key
     assert authenticate(db, ada_key) == ada
@@ -29,13 +29,13 @@ def test_each_key_authenticates_its_own_user(db: Database) -> None:
 
 
 def test_a_well_formed_key_that_was_never_issued_does_not_authenticate(db: Database) -> None:
-    sign_up(db, "Ada", "ada@example.com")
+    db.run(sign_up, "Ada", "ada@example.com")
 
     assert authenticate(db, KEY_PREFIX + "0" * 64) is None
 
 
 def test_malformed_keys_do_not_authenticate(db: Database) -> None:
-    _, api_key = sign_up(db, "Ada", "ada@example.com")
+    _, api_key = db.run(sign_up, "Ada", "ada@example.com")
     malformed = [
         "",
         KEY_PREFIX,
@@ -55,7 +55,7 @@ def test_malformed_keys_do_not_authenticate(db: Database) -> None:
 
 
 def test_an_altered_key_does_not_authenticate(db: Database) -> None:
-    _, api_key = sign_up(db, "Ada", "ada@example.com")
+    _, api_key = db.run(sign_up, "Ada", "ada@example.com")
 
     def flipped(position: int) -> str:
         replacement = "1" if api_key[position] == "0" else "0"
@@ -68,7 +68,7 @@ def test_an_altered_key_does_not_authenticate(db: Database) -> None:
 
 
 def test_only_the_sha256_of_the_key_is_stored(db: Database) -> None:
-    user, api_key = sign_up(db, "Ada", "ada@example.com")
+    user, api_key = db.run(sign_up, "Ada", "ada@example.com")
     secret = api_key[len(KEY_PREFIX) + 16 :]
 
     rows = db.connection().execute("SELECT * FROM api_keys").fetchall()
@@ -82,16 +82,16 @@ def test_only_the_sha256_of_the_key_is_stored(db: Database) -> None:
 
 
 def test_email_uniqueness_is_case_insensitive(db: Database) -> None:
-    sign_up(db, "Ada", "Ada@Example.com")
+    db.run(sign_up, "Ada", "Ada@Example.com")
 
     with pytest.raises(EmailTaken):
-        sign_up(db, "Impostor", "ada@EXAMPLE.COM")
+        db.run(sign_up, "Impostor", "ada@EXAMPLE.COM")
 
     assert count_rows(db, "users") == 1
     assert count_rows(db, "api_keys") == 1
 
 
 def test_the_email_is_kept_as_it_was_given(db: Database) -> None:
-    user, _ = sign_up(db, "Ada", "Ada@Example.com")
+    user, _ = db.run(sign_up, "Ada", "Ada@Example.com")
 
     assert user.email == "Ada@Example.com"

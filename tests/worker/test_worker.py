@@ -44,19 +44,27 @@ def db(settings: Settings) -> Iterator[Database]:
 
 
 def _funded_pair(db: Database, balance: int) -> tuple[str, str, str]:
-    user, _ = users.sign_up(db, "Ann", "ann@example.com")
-    sender = accounts.open_account(db, user.id, "EUR")
-    receiver = accounts.open_account(db, user.id, "EUR")
-    accounts.deposit(
-        db, user.id, sender.id, amount=balance, description=None, idempotency_key="seed"
+    user, _ = db.run(users.sign_up, "Ann", "ann@example.com")
+    sender = db.run(accounts.open_account, user.id, "EUR")
+    receiver = db.run(accounts.open_account, user.id, "EUR")
+    db.run(
+        accounts.deposit,
+        user.id,
+        sender.id,
+        amount=balance,
+        description=None,
+        idempotency_key="seed",
     )
     return user.id, sender.id, receiver.id
 
 
 def _submit(db: Database, user_id: str, sender: str, receiver: str, n: int) -> list[str]:
     return [
-        payments.submit_transfer(
-            db, user_id, payments.Transfer(sender, receiver, 1, "EUR"), f"key-{i}"
+        db.run(
+            payments.submit_transfer,
+            user_id,
+            payments.Transfer(sender, receiver, 1, "EUR"),
+            f"key-{i}",
         )[0].id
         for i in range(n)
     ]

@@ -1,0 +1,51 @@
+"""``p2p api`` that dies between recording a payment and enqueueing it.
+
+Built exactly like ``cli/main.py``'s ``_serve_api``, except that the queue's ``send`` ends
+the process: the payment is committed, no message exists, and the client gets no answer.
+Run as ``python crashing_api.py --port N`` with the usual ``P2P_*`` environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from concurrent.futures import Future
+
+from api.app import create_app
+from api.server import serve
+from shared.db import Database
+from shared.settings import Settings
+from worker.actors import declare_settle_actor
+from worker.broker import redis_broker
+from worker.queue import SettlementQueue
+
+CRASH_EXIT_CODE = 70
+
+
+class CrashBeforeEnqueue(SettlementQueue):
+    def send(self, payment_id: str) -> Future[bool]:
+        print(f"crashing-api: dying before enqueueing {payment_id}", file=sys.stderr, flush=True)
+        os._exit(CRASH_EXIT_CODE)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level)
+    db = Database.from_settings(settings)
+    db.migrate()
+    broker = redis_broker(settings.redis_url, timeout_s=settings.redis_timeout_s)
+    queue = CrashBeforeEnqueue(declare_settle_actor(broker, db, settings))
+    try:
+        serve(create_app(settings, db, queue), args.host, args.port)
+    finally:
+        db.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""What the processes leave behind, read directly: the SQLite file and Dramatiq's keys.
+
+These readings are the tests' own, independent of the product's code: ``p2p verify`` is
+checked against them, not trusted instead of them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import Any
+
+import redis
+from dramatiq.brokers.redis import MAINTENANCE_SCALE, RedisBroker
+
+
+class AuditedDatabase:
+    """The tests' own reading of the database, independent of ``p2p verify``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        with closing(sqlite3.connect(self.path, isolation_level=None, timeout=10)) as conn:
+            yield conn
+
+    def scalar(self, query: str, *params: object) -> Any:
+        with self.connect() as conn:
+            return conn.execute(query, params).fetchone()[0]
+
+    def status_counts(self) -> Counter[str]:
+        with self.connect() as conn:
+            rows = conn.execute("SELECT status, count(*) FROM payments GROUP BY status")
+            return Counter({status: count for status, count in rows})
+
+    def pending(self) -> int:
+        return int(self.scalar("SELECT count(*) FROM payments WHERE status = 'pending'"))
+
+    def pending_ids(self) -> set[str]:
+        with self.connect() as conn:
+            return {
+                id_ for (id_,) in conn.execute("SELECT id FROM payments WHERE status = 'pending'")
+            }
+
+    def assert_invariants(self) -> None:
+        """G2 and G3, asked directly: one debit and one credit per completed payment,
+        none for any other, money conserved, nothing negative."""
+        with self.connect() as conn:
+            conn.execute("BEGIN")
+            wrong_pairs = conn.execute(
+                """
+                SELECT p.id, p.status,
+                       sum(e.direction = 'debit' AND e.account_id = p.from_account_id
+                           AND e.amount = p.amount),
+                       sum(e.direction = 'credit' AND e.account_id = p.to_account_id
+                           AND e.amount = p.amount),
+                       count(e.id)
+                FROM payments AS p LEFT JOIN ledger_entries AS e ON e.payment_id = p.id
+                GROUP BY p.id
+                HAVING (p.status = 'completed' AND NOT (count(e.id) = 2
+                            AND sum(e.direction = 'debit' AND e.account_id = p.from_account_id
+                                    AND e.amount = p.amount) = 1
+                            AND sum(e.direction = 'credit' AND e.account_id = p.to_account_id
+                                    AND e.amount = p.amount) = 1))
+                    OR (p.status <> 'completed' AND count(e.id) <> 0)
+                """
+            ).fetchall()
+            balances = conn.execute("SELECT coalesce(sum(balance), 0) FROM accounts").fetchone()
+            deposits = conn.execute("SELECT coalesce(sum(amount), 0) FROM deposits").fetchone()
+            negative = conn.execute("SELECT id, balance FROM accounts WHERE balance < 0").fetchall()
+            conn.execute("COMMIT")
+        assert wrong_pairs == [], f"payments without exactly their ledger pair: {wrong_pairs}"
+        assert balances == deposits, f"sum of balances {balances} != sum of deposits {deposits}"
+        assert negative == [], f"negative balances: {negative}"
+
+
+class BrokerState:
+    """What Dramatiq keeps in Redis for the ``payments`` queue, read and nudged directly."""
+
+    QUEUE = "payments"
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+
+    @contextmanager
+    def client(self) -> Iterator[redis.Redis]:
+        with redis.Redis.from_url(self.redis_url, socket_timeout=5.0) as client:
+            yield client
+
+    def unacked(self) -> dict[str, int]:
+        """Per worker: messages it fetched and has not acknowledged."""
+        with self.client() as client:
+            return {
+                key.decode(): int(client.scard(key))
+                for key in client.scan_iter(f"dramatiq:__acks__.*.{self.QUEUE}")
+            }
+
+    def queued_payment_ids(self) -> set[str]:
+        """The payments whose settle message Redis still holds, fetched or not."""
+        with self.client() as client:
+            messages: list[bytes] = client.hvals(f"dramatiq:{self.QUEUE}.msgs")  # type: ignore[assignment]
+        return {json.loads(message)["args"][0] for message in messages}
+
+    def redeliver_from_silent_workers(self, *, silent_for_ms: int) -> None:
+        """Run Dramatiq's own maintenance pass now, with a heartbeat timeout of
+        ``silent_for_ms``: every message held by a worker that has not been heard from
+        for that long goes back to the queue, as it would after ~20 minutes."""
+        with self.client() as client:
+            broker = RedisBroker(  # type: ignore[no-untyped-call]
+                client=client,
+                heartbeat_timeout=silent_for_ms,
+                maintenance_chance=MAINTENANCE_SCALE,
+            )
+            broker.do_qsize(self.QUEUE)
