@@ -41,6 +41,8 @@ class GroupCommitter:
         self._db = db
         self._max_group = max_group
         self._writes: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self.groups = 0
+        """Transactions committed so far (each a group of writes)."""
         self._thread = threading.Thread(target=self._run, name="p2p-group-commit", daemon=True)
         self._thread.start()
 
@@ -99,6 +101,7 @@ class GroupCommitter:
             for write in group:
                 write.future.set_exception(error)
             return
+        self.groups += 1
         for future, value, failure in outcomes:
             if failure is None:
                 future.set_result(value)

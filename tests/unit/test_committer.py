@@ -1,0 +1,108 @@
+"""Group commit: shared transactions, failures rolled back alone, answers only when durable."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+
+import pytest
+
+from shared import accounts, payments
+from shared.committer import GroupCommitter
+from shared.db import Database
+from shared.errors import NotFound
+from shared.records import Payment
+from tests.unit.helpers import Customer
+
+
+@pytest.fixture
+def writer(db: Database) -> Iterator[GroupCommitter]:
+    committer = GroupCommitter(db)
+    yield committer
+    committer.close()
+
+
+def _submit(
+    writer: GroupCommitter, sender: Customer, receiver: Customer, key: str, amount: int = 1
+) -> Future[tuple[Payment, bool]]:
+    transfer = payments.Transfer(sender.main.id, receiver.main.id, amount, "USD")
+    return writer.submit(payments.submit_transfer, sender.user.id, transfer, key)
+
+
+def _count(db_path: str, sql: str) -> int:
+    with sqlite3.connect(db_path) as other:
+        value: int = other.execute(sql).fetchone()[0]
+    return value
+
+
+def test_writes_queued_together_share_one_transaction(
+    db: Database, writer: GroupCommitter, alice: Customer, bob: Customer
+) -> None:
+    gate = threading.Event()
+    # Hold the writer inside a first write, so the next ones queue up behind it.
+    blocked = writer.submit(lambda conn: gate.wait(10))
+    futures = [_submit(writer, alice, bob, f"key-{n}") for n in range(20)]
+    gate.set()
+
+    assert blocked.result(10) is True
+    ids = {future.result(10)[0].id for future in futures}
+
+    assert len(ids) == 20
+    assert _count(db.path, "SELECT count(*) FROM payments") == 20
+    assert writer.groups <= 2  # the blocker's group, then (at most) one for all twenty
+
+
+def test_a_failing_write_is_rolled_back_alone(
+    db: Database, writer: GroupCommitter, alice: Customer, bob: Customer
+) -> None:
+    gate = threading.Event()
+    writer.submit(lambda conn: gate.wait(10))
+    good = _submit(writer, alice, bob, "good")
+
+    def half_then_fail(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE accounts SET balance = balance + 5 WHERE id = ?", (alice.main.id,))
+        raise NotFound("the write changed something, then failed")
+
+    bad = writer.submit(half_then_fail)
+    also_good = _submit(writer, alice, bob, "also-good")
+    gate.set()
+
+    assert good.result(10)[1] is False
+    assert also_good.result(10)[1] is False
+    with pytest.raises(NotFound):
+        bad.result(10)
+    assert accounts.get_account(db, alice.user.id, alice.main.id).balance == 1000
+    assert _count(db.path, "SELECT count(*) FROM payments") == 2
+
+
+def test_a_result_is_handed_out_only_once_it_is_committed(
+    db: Database, writer: GroupCommitter, alice: Customer, bob: Customer
+) -> None:
+    payment, _ = _submit(writer, alice, bob, "durable").result(10)
+
+    # Another connection sees it: the transaction that holds it has committed.
+    assert _count(db.path, f"SELECT count(*) FROM payments WHERE id = '{payment.id}'") == 1
+
+
+def test_a_replay_inside_the_same_group_returns_the_first_payment(
+    writer: GroupCommitter, alice: Customer, bob: Customer
+) -> None:
+    gate = threading.Event()
+    writer.submit(lambda conn: gate.wait(10))
+    first, second = _submit(writer, alice, bob, "same"), _submit(writer, alice, bob, "same")
+    gate.set()
+
+    (one, replayed_one), (two, replayed_two) = first.result(10), second.result(10)
+    assert one.id == two.id
+    assert (replayed_one, replayed_two) == (False, True)
+
+
+def test_close_commits_what_is_queued(db: Database, alice: Customer, bob: Customer) -> None:
+    committer = GroupCommitter(db)
+    futures = [_submit(committer, alice, bob, f"late-{n}") for n in range(5)]
+    committer.close()
+
+    assert all(future.done() for future in futures)
+    assert _count(db.path, "SELECT count(*) FROM payments") == 5
