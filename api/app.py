@@ -23,7 +23,7 @@ from worker.queue import SettlementQueue
 
 def create_app(settings: Settings, db: Database, queue: SettlementQueue) -> FastAPI:
     """The API over ``db``, waking the worker through ``queue``. The caller owns both."""
-    metrics = ApiMetrics()
+    metrics = ApiMetrics(queue)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from worker.queue import SettlementQueue
+
+
+class _QueueCollector(Collector):
+    def __init__(self, queue: SettlementQueue) -> None:
+        self._queue = queue
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "p2p_enqueue_failures",
+            "Accepted payments whose message could not reach the broker (the sweep settles them).",
+            value=self._queue.failures,
+        )
 
 
 class ApiMetrics:
-    def __init__(self) -> None:
+    def __init__(self, queue: SettlementQueue) -> None:
         self.registry = CollectorRegistry()
+        self.registry.register(_QueueCollector(queue))
         self.requests = Counter(
             "p2p_http_requests",
             "HTTP requests answered, by method, route template and status.",
@@ -23,11 +42,6 @@ class ApiMetrics:
         self.payments_accepted = Counter(
             "p2p_payments_accepted",
             "Transfers accepted as pending (replays not counted).",
-            registry=self.registry,
-        )
-        self.enqueue_failures = Counter(
-            "p2p_enqueue_failures",
-            "Accepted payments whose message could not reach the broker (the sweep settles them).",
             registry=self.registry,
         )
 

@@ -6,7 +6,9 @@ gets past ``401``, not even to a ``422``.
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections import OrderedDict
 
 import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -14,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.metrics import ApiMetrics
 from api.problems import problem
 from shared.db import Database
+from shared.records import User
 from shared.users import authenticate
 
 PUBLIC_PATHS = frozenset(
@@ -81,20 +84,26 @@ class BodyMiddleware:
 
 
 class AuthenticationMiddleware:
-    """Puts the caller's ``User`` in ``request.state.user``, or answers ``401``."""
+    """Puts the caller's ``User`` in ``request.state.user``, or answers ``401``.
+
+    Keys that authenticated are remembered (by their SHA-256, at most ``KNOWN_KEYS``
+    of them), so a busy client costs no database read and no thread hop per request.
+    Keys cannot be revoked yet; when they can, revoking must forget them here.
+    """
+
+    KNOWN_KEYS = 10_000
 
     def __init__(self, app: ASGIApp, db: Database) -> None:
         self.app = app
         self.db = db
+        self._known: OrderedDict[bytes, User] = OrderedDict()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
         token = _bearer_token(scope)
-        user = (
-            None if token is None else await anyio.to_thread.run_sync(authenticate, self.db, token)
-        )
+        user = None if token is None else await self._authenticate(token)
         if user is None:
             detail = "a valid API key is required: Authorization: Bearer <api_key>"
             response = problem(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
@@ -102,6 +111,17 @@ class AuthenticationMiddleware:
             return
         scope.setdefault("state", {})["user"] = user
         await self.app(scope, receive, send)
+
+    async def _authenticate(self, token: str) -> User | None:
+        digest = hashlib.sha256(token.encode()).digest()
+        user = self._known.get(digest)
+        if user is None:
+            user = await anyio.to_thread.run_sync(authenticate, self.db, token)
+            if user is not None:
+                self._known[digest] = user
+                if len(self._known) > self.KNOWN_KEYS:
+                    self._known.popitem(last=False)
+        return user
 
 
 class MetricsMiddleware:

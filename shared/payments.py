@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from shared.accounts import MAX_BALANCE, find_account, owned_account
 from shared.clock import new_id, to_text, utcnow
@@ -48,7 +48,13 @@ def submit_transfer(
     """
     if transfer.from_account_id == transfer.to_account_id:
         raise SameAccount("a transfer needs two different accounts")
-    request_hash = fingerprint(**asdict(transfer))
+    request_hash = fingerprint(
+        from_account_id=transfer.from_account_id,
+        to_account_id=transfer.to_account_id,
+        amount=transfer.amount,
+        currency=transfer.currency,
+        description=transfer.description,
+    )
     sender = owned_account(conn, user_id, transfer.from_account_id)
     existing = conn.execute(
         "SELECT * FROM payments WHERE from_account_id = ? AND idempotency_key = ?",
@@ -70,13 +76,12 @@ def submit_transfer(
         raise BalanceLimitExceeded(
             f"account {sender.id} has too much pending to accept another transfer"
         )
-    payment_id = new_id("pay")
-    conn.execute(
+    row = conn.execute(
         "INSERT INTO payments (id, from_account_id, to_account_id, from_user_id,"
         " to_user_id, amount, currency, description, idempotency_key, request_hash,"
-        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
         (
-            payment_id,
+            new_id("pay"),
             sender.id,
             receiver.id,
             sender.user_id,
@@ -88,12 +93,12 @@ def submit_transfer(
             request_hash,
             to_text(utcnow()),
         ),
-    )
+    ).fetchone()
     conn.execute(
         "UPDATE accounts SET pending_out = pending_out + ? WHERE id = ?",
         (transfer.amount, sender.id),
     )
-    return _get(conn, payment_id), False
+    return Payment.from_row(row), False
 
 
 def get_payment(db: Database, user_id: str, payment_id: str) -> Payment:

@@ -12,7 +12,6 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import Future
 
 from worker.actors import SettleActor
 from worker.broker import ping
@@ -27,16 +26,22 @@ class SettlementQueue:
 
     def __init__(self, actor: SettleActor) -> None:
         self._actor = actor
-        self._pending: queue.SimpleQueue[tuple[str, Future[bool]] | None] = queue.SimpleQueue()
+        self.failures = 0
+        """Messages that could not be sent (their payments are settled by the sweep)."""
+        self._pending: queue.SimpleQueue[str | threading.Event | None] = queue.SimpleQueue()
         self._down_until = 0.0
         self._thread = threading.Thread(target=self._run, name="p2p-enqueue", daemon=True)
         self._thread.start()
 
-    def send(self, payment_id: str) -> Future[bool]:
-        """The future is True once the message reached the broker, False if it did not."""
-        future: Future[bool] = Future()
-        self._pending.put((payment_id, future))
-        return future
+    def send(self, payment_id: str) -> None:
+        """Queue the message and return at once; it is sent in the background."""
+        self._pending.put(payment_id)
+
+    def flush(self) -> None:
+        """Wait until every message queued so far was sent, or given up."""
+        done = threading.Event()
+        self._pending.put(done)
+        done.wait()
 
     def ping(self) -> None:
         """Raises when the broker cannot be reached."""
@@ -49,8 +54,10 @@ class SettlementQueue:
 
     def _run(self) -> None:
         while (item := self._pending.get()) is not None:
-            payment_id, future = item
-            future.set_result(self._send(payment_id))
+            if isinstance(item, threading.Event):
+                item.set()
+            elif not self._send(item):
+                self.failures += 1
 
     def _send(self, payment_id: str) -> bool:
         if time.monotonic() < self._down_until:

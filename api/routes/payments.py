@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 import anyio.to_thread
@@ -37,8 +36,7 @@ async def transfer(
         response.headers["Idempotent-Replayed"] = "true"
     else:
         services.metrics.payments_accepted.inc()
-        if not await asyncio.wrap_future(services.queue.send(payment.id)):
-            services.metrics.enqueue_failures.inc()
+        services.queue.send(payment.id)
     return PaymentPublic.model_validate(payment)
 
 

@@ -14,6 +14,7 @@ from shared.db import Database
 from shared.settings import Settings
 from tests.api.support import (
     accepted,
+    app_of,
     assert_problem,
     funded_account,
     get_json,
@@ -83,6 +84,7 @@ def test_a_transfer_is_accepted_while_the_broker_is_down_and_the_sweep_settles_i
     assert payment["status"] == "pending"
     assert recorded(db).payments == 1
     assert metric(client, "p2p_payments_accepted_total") == 1
+    app_of(client).state.services.queue.flush()
     assert metric(client, "p2p_enqueue_failures_total") == 1
     assert get_json(client, ada, f"/payments/{payment['id']}")["status"] == "pending"
 

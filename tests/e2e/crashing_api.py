@@ -11,7 +11,6 @@ import argparse
 import logging
 import os
 import sys
-from concurrent.futures import Future
 
 from api.app import create_app
 from api.server import serve
@@ -25,7 +24,7 @@ CRASH_EXIT_CODE = 70
 
 
 class CrashBeforeEnqueue(SettlementQueue):
-    def send(self, payment_id: str) -> Future[bool]:
+    def send(self, payment_id: str) -> None:
         print(f"crashing-api: dying before enqueueing {payment_id}", file=sys.stderr, flush=True)
         os._exit(CRASH_EXIT_CODE)
 
