@@ -16,7 +16,6 @@ from bench.run import run as run_bench
 from shared.audit import verify
 from shared.db import Database
 from shared.settings import Settings
-from worker.actors import declare_settle_actor
 from worker.broker import in_process_broker, redis_broker
 from worker.queue import SettlementQueue
 from worker.runtime import WorkerRuntime, run_worker
@@ -73,7 +72,7 @@ def _serve_api(settings: Settings, host: str, port: int) -> None:
     db = Database.from_settings(settings)
     db.migrate()
     broker = redis_broker(settings.redis_url, timeout_s=settings.redis_timeout_s)
-    queue = SettlementQueue(declare_settle_actor(broker, db, settings))
+    queue = SettlementQueue(broker, settings.queue_name)
     try:
         serve(create_app(settings, db, queue), host, port)
     finally:
@@ -87,7 +86,7 @@ def _serve_dev(settings: Settings, host: str, port: int) -> None:
     runtime = WorkerRuntime(settings, in_process_broker(), db)
     runtime.start()
     log.info("dev: API and worker in one process, database %s, no Redis", db.path)
-    queue = SettlementQueue(runtime.actor)
+    queue = SettlementQueue(runtime.broker, settings.queue_name)
     try:
         serve(create_app(settings, db, queue), host, port)
     finally:

@@ -34,42 +34,63 @@ def settle_payment(db: Database, payment_id: str) -> Payment | None:
         payment = Payment.from_row(row)
         if payment.status is not PaymentStatus.PENDING:
             return payment
-        failure = _judge(conn, payment)
-        now = to_text(utcnow())
-        conn.execute(
-            "UPDATE accounts SET pending_out = pending_out - ? WHERE id = ?",
-            (payment.amount, payment.from_account_id),
-        )
-        if failure is None:
-            _move_money(conn, payment, now)
-            conn.execute(
-                "UPDATE payments SET status = 'completed', completed_at = ? WHERE id = ?",
-                (now, payment_id),
-            )
-        else:
-            code, detail = failure
-            conn.execute(
-                "UPDATE payments SET status = 'failed', failure_code = ?, failure_detail = ?,"
-                " completed_at = ? WHERE id = ?",
-                (code.value, detail, now, payment_id),
-            )
-        return Payment.from_row(
-            conn.execute("SELECT * FROM payments WHERE id = ?", (payment_id,)).fetchone()
-        )
+        return _settle(conn, payment, to_text(utcnow()))
 
 
-def stuck_payments(db: Database, *, older_than: timedelta, limit: int) -> list[str]:
-    """The oldest pending payments accepted more than ``older_than`` ago, oldest first."""
-    cutoff = to_text(utcnow() - older_than)
-    rows = (
+def settle_pending(
+    db: Database, *, limit: int, older_than: timedelta | None = None
+) -> list[Payment]:
+    """Settle the oldest pending payments, at most ``limit``, in one transaction.
+
+    They are judged one after the other in acceptance order, each seeing what the ones
+    before it did, so every outcome is the one it would have had alone; the group shares
+    one commit. ``older_than`` leaves out payments accepted more recently than that.
+    Returns the payments as settled, oldest first. Raises as ``settle_payment`` does.
+    """
+    now = utcnow()
+    cutoff = None if older_than is None else to_text(now - older_than)
+    with db.write() as conn:
+        rows = conn.execute(
+            "SELECT * FROM payments WHERE status = 'pending' ORDER BY seq LIMIT ?", (limit,)
+        ).fetchall()
+        stamp = to_text(now)
+        return [
+            _settle(conn, Payment.from_row(row), stamp)
+            for row in rows
+            if cutoff is None or row["created_at"] <= cutoff
+        ]
+
+
+def payment_status(db: Database, payment_id: str) -> PaymentStatus | None:
+    """The payment's status as committed now, without taking the write lock."""
+    row = (
         db.connection()
-        .execute(
-            "SELECT id, created_at FROM payments WHERE status = 'pending' ORDER BY seq LIMIT ?",
-            (limit,),
-        )
-        .fetchall()
+        .execute("SELECT status FROM payments WHERE id = ?", (payment_id,))
+        .fetchone()
     )
-    return [row["id"] for row in rows if row["created_at"] <= cutoff]
+    return None if row is None else PaymentStatus(row["status"])
+
+
+def _settle(conn: sqlite3.Connection, payment: Payment, now: str) -> Payment:
+    failure = _judge(conn, payment)
+    conn.execute(
+        "UPDATE accounts SET pending_out = pending_out - ? WHERE id = ?",
+        (payment.amount, payment.from_account_id),
+    )
+    if failure is None:
+        _move_money(conn, payment, now)
+        row = conn.execute(
+            "UPDATE payments SET status = 'completed', completed_at = ? WHERE id = ? RETURNING *",
+            (now, payment.id),
+        ).fetchone()
+    else:
+        code, detail = failure
+        row = conn.execute(
+            "UPDATE payments SET status = 'failed', failure_code = ?, failure_detail = ?,"
+            " completed_at = ? WHERE id = ? RETURNING *",
+            (code.value, detail, now, payment.id),
+        ).fetchone()
+    return Payment.from_row(row)
 
 
 def _judge(conn: sqlite3.Connection, payment: Payment) -> tuple[FailureCode, str] | None:

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     retry_max_backoff_ms: int = Field(default=10_000, ge=1)
     retry_max: int = Field(default=20, ge=0)
 
+    # Payments settled per transaction by the worker.
+    settle_group: int = Field(default=256, ge=1, le=10_000)
+
     sweep_interval_s: float = Field(default=1.0, gt=0)
     sweep_grace_s: float = Field(default=2.0, ge=0)
     sweep_batch: int = Field(default=100, ge=1)

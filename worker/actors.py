@@ -6,10 +6,10 @@ Dramatiq's global default broker by accident.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import dramatiq
 
-from shared.db import Database
-from shared.engine import settle_payment
 from shared.settings import Settings
 
 SETTLE_PAYMENT = "settle_payment"
@@ -17,12 +17,12 @@ SETTLE_PAYMENT = "settle_payment"
 SettleActor = dramatiq.Actor[[str], None]
 
 
-def declare_settle_actor(broker: dramatiq.Broker, db: Database, settings: Settings) -> SettleActor:
-    """The actor that settles one payment by id. Business failures are recorded by the
-    engine and never raised; whatever is raised is an infrastructure error and retried."""
-
-    def settle(payment_id: str) -> None:
-        settle_payment(db, payment_id)
+def declare_settle_actor(
+    broker: dramatiq.Broker, settle: Callable[[str], None], settings: Settings
+) -> SettleActor:
+    """The actor that settles a payment by id through ``settle``. Business failures are
+    recorded by the engine and never raised; whatever is raised is an infrastructure
+    error and retried with backoff."""
 
     actor: SettleActor = dramatiq.actor(
         broker=broker,
@@ -31,5 +31,12 @@ def declare_settle_actor(broker: dramatiq.Broker, db: Database, settings: Settin
         max_retries=settings.retry_max,
         min_backoff=settings.retry_min_backoff_ms,
         max_backoff=settings.retry_max_backoff_ms,
-    )(settle)
+    )(_named(settle))
     return actor
+
+
+def _named(settle: Callable[[str], None]) -> Callable[[str], None]:
+    def settle_payment(payment_id: str) -> None:
+        settle(payment_id)
+
+    return settle_payment

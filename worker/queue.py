@@ -13,7 +13,9 @@ import queue
 import threading
 import time
 
-from worker.actors import SettleActor
+import dramatiq
+
+from worker.actors import SETTLE_PAYMENT
 from worker.broker import ping
 
 log = logging.getLogger(__name__)
@@ -24,8 +26,10 @@ BACK_OFF_S = 1.0
 class SettlementQueue:
     """Sends ``settle_payment(payment_id)`` messages, in order, from one thread."""
 
-    def __init__(self, actor: SettleActor) -> None:
-        self._actor = actor
+    def __init__(self, broker: dramatiq.Broker, queue_name: str) -> None:
+        self._broker = broker
+        self._queue_name = queue_name
+        broker.declare_queue(queue_name)
         self.failures = 0
         """Messages that could not be sent (their payments are settled by the sweep)."""
         self._pending: queue.SimpleQueue[str | threading.Event | None] = queue.SimpleQueue()
@@ -45,7 +49,7 @@ class SettlementQueue:
 
     def ping(self) -> None:
         """Raises when the broker cannot be reached."""
-        ping(self._actor.broker)
+        ping(self._broker)
 
     def close(self) -> None:
         """Send what is queued, then stop."""
@@ -63,7 +67,15 @@ class SettlementQueue:
         if time.monotonic() < self._down_until:
             return False
         try:
-            self._actor.send(payment_id)
+            self._broker.enqueue(
+                dramatiq.Message(
+                    queue_name=self._queue_name,
+                    actor_name=SETTLE_PAYMENT,
+                    args=(payment_id,),
+                    kwargs={},
+                    options={},
+                )
+            )
         except Exception as error:
             self._down_until = time.monotonic() + BACK_OFF_S
             log.warning(

@@ -13,6 +13,7 @@ from shared.db import Database
 from shared.settings import Settings
 from worker.actors import SettleActor, declare_settle_actor
 from worker.broker import redis_broker
+from worker.settler import Settler
 from worker.sweep import Sweeper
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,8 @@ class WorkerRuntime:
     def __init__(self, settings: Settings, broker: dramatiq.Broker, db: Database) -> None:
         self.db = db
         self.broker = broker
-        self.actor: SettleActor = declare_settle_actor(broker, db, settings)
+        self.settler = Settler(db, settings)
+        self.actor: SettleActor = declare_settle_actor(broker, self.settler.settle, settings)
         self._queue_name = settings.queue_name
         self._worker = dramatiq.Worker(
             broker,
@@ -35,7 +37,7 @@ class WorkerRuntime:
             worker_timeout=settings.worker_timeout_ms,
         )
         self._worker.queue_prefetch = settings.worker_prefetch
-        self.sweeper = Sweeper(db, settings)
+        self.sweeper = Sweeper(self.settler, settings)
 
     def start(self) -> None:
         self.broker.emit_after("process_boot")

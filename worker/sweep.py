@@ -4,7 +4,7 @@ Redis may lose messages (FLUSHALL, a restart without persistence), the API may d
 between its commit and its enqueue, and a SIGKILLed worker's messages come back only
 after Dramatiq's heartbeat timeout. The database knows better: every pass settles the
 oldest payments pending for longer than the grace period, a bounded batch at a time,
-directly through the engine. It never enqueues, so it cannot flood the queue while a
+directly through the worker's ``Settler``. It never enqueues, so it cannot flood the queue while a
 backlog is being worked off; a message that arrives later for a swept payment is a no-op.
 """
 
@@ -15,9 +15,8 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
-from shared.db import Database
-from shared.engine import settle_payment, stuck_payments
 from shared.settings import Settings
+from worker.settler import Settler
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +24,8 @@ log = logging.getLogger(__name__)
 class Sweeper:
     """A daemon thread running ``sweep_once`` every ``sweep_interval_s``."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
-        self._db = db
+    def __init__(self, settler: Settler, settings: Settings) -> None:
+        self._settler = settler
         self._grace = timedelta(seconds=settings.sweep_grace_s)
         self._batch = settings.sweep_batch
         self._interval = settings.sweep_interval_s
@@ -44,12 +43,7 @@ class Sweeper:
 
     def sweep_once(self) -> int:
         """Settle one batch of stuck payments; returns how many were settled."""
-        settled = 0
-        for payment_id in stuck_payments(self._db, older_than=self._grace, limit=self._batch):
-            if self._stopping.is_set():
-                break
-            settle_payment(self._db, payment_id)
-            settled += 1
+        settled = self._settler.sweep(older_than=self._grace, limit=self._batch)
         if settled:
             log.info("sweep settled %d stuck payment(s)", settled)
         return settled

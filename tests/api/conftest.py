@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from shared.db import Database
 from shared.settings import Settings
-from tests.api.support import Caller, idle_queue, make_settings, serve, sign_up
+from tests.api.support import Caller, Settle, app_of, idle_queue, make_settings, serve, sign_up
 from worker.broker import in_process_broker
 from worker.queue import SettlementQueue
 from worker.runtime import WorkerRuntime
@@ -53,10 +53,22 @@ def client(settings: Settings, db: Database) -> Iterator[TestClient]:
 
 
 @pytest.fixture
+def settle(settling_client: TestClient, runtime: WorkerRuntime) -> Settle:
+    """Wait until every payment submitted through ``settling_client`` so far is settled:
+    its messages are sent in the background, then the worker works them off."""
+
+    def settle_all() -> None:
+        app_of(settling_client).state.services.queue.flush()
+        runtime.join()
+
+    return settle_all
+
+
+@pytest.fixture
 def settling_client(
     settings: Settings, db: Database, runtime: WorkerRuntime
 ) -> Iterator[TestClient]:
-    with serve(settings, db, SettlementQueue(runtime.actor)) as test_client:
+    with serve(settings, db, SettlementQueue(runtime.broker, settings.queue_name)) as test_client:
         yield test_client
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +18,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.app import create_app
 from shared.db import Database
 from shared.settings import Settings
-from worker.actors import declare_settle_actor
 from worker.queue import SettlementQueue
 
 JSON = dict[str, Any]
@@ -47,6 +46,10 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+Settle = Callable[[], None]
+"""Waits until what was submitted so far is settled (the ``settle`` fixture)."""
+
+
 @contextmanager
 def serve(settings: Settings, db: Database, queue: SettlementQueue) -> Iterator[TestClient]:
     """The app as ``p2p`` builds it, with its lifespan running.
@@ -67,7 +70,7 @@ def idle_queue(settings: Settings, db: Database) -> Iterator[SettlementQueue]:
     """A queue on a broker nobody consumes: accepted payments stay ``pending``."""
     broker = StubBroker()
     try:
-        yield SettlementQueue(declare_settle_actor(broker, db, settings))
+        yield SettlementQueue(broker, settings.queue_name)
     finally:
         broker.close()
 

@@ -13,6 +13,7 @@ from shared.db import Database
 from tests.api.support import (
     JSON,
     Caller,
+    Settle,
     accepted,
     assert_problem,
     funded_account,
@@ -24,7 +25,6 @@ from tests.api.support import (
     transfer,
     transfer_body,
 )
-from worker.runtime import WorkerRuntime
 
 
 @dataclass(frozen=True)
@@ -316,7 +316,7 @@ def test_a_currency_mismatch_does_not_reveal_another_users_currency(
 
 
 def test_a_failed_payment_does_not_show_the_senders_balance_to_the_receiver(
-    settling_client: TestClient, runtime: WorkerRuntime, ada: Caller, bob: Caller
+    settling_client: TestClient, settle: Settle, ada: Caller, bob: Caller
 ) -> None:
     sender = funded_account(settling_client, ada, 4_242)
     receiver = open_account(settling_client, bob)
@@ -324,7 +324,7 @@ def test_a_failed_payment_does_not_show_the_senders_balance_to_the_receiver(
         "id"
     ]
 
-    runtime.join()
+    settle()
 
     seen = get_json(settling_client, bob, f"/payments/{payment_id}")
 

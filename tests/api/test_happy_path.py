@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from shared.db import Database
 from tests.api.support import (
     Caller,
+    Settle,
     accepted,
     app_of,
     assert_problem,
@@ -157,7 +158,7 @@ def test_a_deposit_credits_the_account_at_once(client: TestClient, ada: Caller) 
 
 
 def test_an_accepted_transfer_settles_and_moves_the_money(
-    settling_client: TestClient, runtime: WorkerRuntime, ada: Caller, bob: Caller
+    settling_client: TestClient, settle: Settle, ada: Caller, bob: Caller
 ) -> None:
     client = settling_client
     sender = funded_account(client, ada, 10_000)
@@ -178,7 +179,7 @@ def test_an_accepted_transfer_settles_and_moves_the_money(
     assert set(submitted) == PAYMENT_FIELDS
     assert _is_utc(submitted["created_at"])
 
-    runtime.join()
+    settle()
 
     payment = get_json(client, ada, response.headers["Location"])
     assert payment["id"] == submitted["id"]
@@ -209,7 +210,7 @@ def test_an_accepted_transfer_settles_and_moves_the_money(
 
 
 def test_refused_payments_fail_with_a_code_and_leave_no_entries(
-    settling_client: TestClient, runtime: WorkerRuntime, db: Database, ada: Caller, bob: Caller
+    settling_client: TestClient, settle: Settle, db: Database, ada: Caller, bob: Caller
 ) -> None:
     client = settling_client
     poor = funded_account(client, ada, 100)
@@ -232,7 +233,7 @@ def test_refused_payments_fail_with_a_code_and_leave_no_entries(
             ("account_frozen_receiver", rich, frozen_receiver),
         )
     }
-    runtime.join()
+    settle()
 
     for expected, payment_id in outcomes.items():
         payment = get_json(client, ada, f"/payments/{payment_id}")

@@ -15,6 +15,7 @@ from shared.db import Database
 from tests.api.support import (
     JSON,
     Caller,
+    Settle,
     accepted,
     assert_problem,
     funded_account,
@@ -26,7 +27,6 @@ from tests.api.support import (
     transfer,
     transfer_body,
 )
-from worker.runtime import WorkerRuntime
 
 CONCURRENT_CALLERS = 20
 
@@ -60,14 +60,14 @@ def test_a_replayed_transfer_returns_the_same_payment(
 
 
 def test_a_replay_after_settlement_answers_the_payment_as_it_is_now(
-    settling_client: TestClient, runtime: WorkerRuntime, ada: Caller
+    settling_client: TestClient, settle: Settle, ada: Caller
 ) -> None:
     sender = funded_account(settling_client, ada, 1_000)
     receiver = open_account(settling_client, ada)
     body = transfer_body(sender, receiver, 300)
     key = new_key()
     first = accepted(transfer(settling_client, ada, body, key=key))
-    runtime.join()
+    settle()
 
     again = transfer(settling_client, ada, body, key=key)
 

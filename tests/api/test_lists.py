@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from tests.api.support import (
     JSON,
     Caller,
+    Settle,
     accepted,
     assert_problem,
     deposit,
@@ -19,7 +20,6 @@ from tests.api.support import (
     transfer,
     transfer_body,
 )
-from worker.runtime import WorkerRuntime
 
 
 def _walk(client: TestClient, caller: Caller, path: str, limit: int, **params: Any) -> list[JSON]:
@@ -111,7 +111,7 @@ def test_a_list_is_50_long_unless_asked(client: TestClient, ada: Caller) -> None
 def test_payments_filter_by_status_and_by_account(
     client: TestClient,
     settling_client: TestClient,
-    runtime: WorkerRuntime,
+    settle: Settle,
     ada: Caller,
     bob: Caller,
 ) -> None:
@@ -120,7 +120,7 @@ def test_payments_filter_by_status_and_by_account(
     bobs = open_account(client, bob)
     completed = accepted(transfer(settling_client, ada, transfer_body(rich, bobs, 500)))["id"]
     failed = accepted(transfer(settling_client, ada, transfer_body(poor, bobs, 500)))["id"]
-    runtime.join()
+    settle()
     # Through the API whose queue nobody consumes: this one stays pending.
     returned = accepted(transfer(client, bob, transfer_body(bobs, poor, 100)))["id"]
 

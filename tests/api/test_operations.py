@@ -27,7 +27,6 @@ from tests.api.support import (
     transfer,
     transfer_body,
 )
-from worker.actors import declare_settle_actor
 from worker.broker import in_process_broker, redis_broker
 from worker.queue import SettlementQueue
 from worker.runtime import WorkerRuntime
@@ -39,7 +38,7 @@ CLOSED_PORT_REDIS = "redis://127.0.0.1:1/0"
 def unreachable_client(settings: Settings, db: Database) -> Iterator[TestClient]:
     """The API with its broker on a port where nothing listens."""
     broker = redis_broker(CLOSED_PORT_REDIS, timeout_s=0.2)
-    queue = SettlementQueue(declare_settle_actor(broker, db, settings))
+    queue = SettlementQueue(broker, settings.queue_name)
     with serve(settings, db, queue) as test_client:
         yield test_client
 
@@ -142,7 +141,7 @@ def test_a_transfer_puts_one_message_on_redis_carrying_only_the_payment_id(
 ) -> None:
     redis = fakeredis.FakeRedis(server=fakeredis.FakeServer())
     broker = RedisBroker(client=redis)  # type: ignore[no-untyped-call]
-    queue = SettlementQueue(declare_settle_actor(broker, db, settings))
+    queue = SettlementQueue(broker, settings.queue_name)
     key = new_key()
     try:
         with serve(settings, db, queue) as client:

@@ -16,7 +16,6 @@ from api.app import create_app
 from api.server import serve
 from shared.db import Database
 from shared.settings import Settings
-from worker.actors import declare_settle_actor
 from worker.broker import redis_broker
 from worker.queue import SettlementQueue
 
@@ -39,7 +38,7 @@ def main() -> None:
     db = Database.from_settings(settings)
     db.migrate()
     broker = redis_broker(settings.redis_url, timeout_s=settings.redis_timeout_s)
-    queue = CrashBeforeEnqueue(declare_settle_actor(broker, db, settings))
+    queue = CrashBeforeEnqueue(broker, settings.queue_name)
     try:
         serve(create_app(settings, db, queue), args.host, args.port)
     finally:

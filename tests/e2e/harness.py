@@ -135,6 +135,8 @@ class Stack:
         self.db_path = directory / "p2p.db"
         self.redis_url = redis_url
         self.processes: list[Process] = []
+        self.overrides: dict[str, str] = {}
+        """``P2P_*`` settings for the processes started from now on."""
         self._started = Counter[str]()
 
     def env(self) -> dict[str, str]:
@@ -147,6 +149,7 @@ class Stack:
             P2P_SWEEP_GRACE_S="1",
             P2P_LOG_LEVEL="INFO",
         )
+        env.update(self.overrides)
         return env
 
     def start(self, name: str, argv: Sequence[str]) -> Process:

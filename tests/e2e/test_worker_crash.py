@@ -47,6 +47,8 @@ def test_a_worker_killed_mid_stream_leaves_every_payment_settled_exactly_once(
     stack: Stack,
 ) -> None:
     api = stack.start_api()
+    # Small groups keep the worker busy enough to be caught holding messages.
+    stack.overrides["P2P_SETTLE_GROUP"] = "4"
     worker = stack.start_worker()
     db = stack.database()
     broker = BrokerState(stack.redis_url)
@@ -59,7 +61,7 @@ def test_a_worker_killed_mid_stream_leaves_every_payment_settled_exactly_once(
         if orphaned or answered < STREAM // 3:
             return
         counts = db.status_counts()
-        if counts["pending"] and counts["completed"]:
+        if counts["pending"] and counts["completed"] and sum(broker.unacked().values()):
             worker.kill()
             orphaned.update(broker.unacked())
 
@@ -130,6 +132,8 @@ def test_a_busy_worker_stopped_by_sigterm_exits_zero_and_loses_nothing(stack: St
     answers = submit_concurrently(api.url, requests)
     assert [answer.status_code for answer in answers] == [202] * STREAM
 
+    # Small groups, so that the worker is still busy when SIGTERM comes.
+    stack.overrides["P2P_SETTLE_GROUP"] = "2"
     worker = stack.start_worker()
     poll(
         lambda: db.status_counts()["completed"] > 0 or None,

@@ -9,7 +9,7 @@ import pytest
 from shared import accounts, payments
 from shared.accounts import MAX_BALANCE
 from shared.db import Database
-from shared.engine import settle_payment, stuck_payments
+from shared.engine import settle_payment, settle_pending
 from shared.records import AccountStatus, FailureCode, Payment, PaymentStatus
 from shared.users import sign_up
 from tests.unit.helpers import (
@@ -196,10 +196,9 @@ def test_payments_settled_in_acceptance_order_decide_who_gets_the_funds(
     fund(db, poor, 100)
     accepted = [pay(db, poor, bob.main, 60) for _ in range(3)]
 
-    order = stuck_payments(db, older_than=timedelta(0), limit=10)
-    outcomes = [_settled(db, payment_id) for payment_id in order]
+    outcomes = settle_pending(db, limit=10)
 
-    assert order == [payment.id for payment in accepted]
+    assert [payment.id for payment in outcomes] == [payment.id for payment in accepted]
     assert [payment.status for payment in outcomes] == [
         PaymentStatus.COMPLETED,
         PaymentStatus.FAILED,
@@ -220,7 +219,7 @@ def _submitted_at(
         return pay(db, sender.main, to.main, 1)
 
 
-def test_stuck_payments_are_the_old_pending_ones_oldest_first(
+def test_a_sweep_settles_only_payments_older_than_its_cutoff_oldest_first(
     db: Database, alice: Customer, bob: Customer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = datetime.now(UTC)
@@ -231,15 +230,16 @@ def test_stuck_payments_are_the_old_pending_ones_oldest_first(
     pay(db, alice.main, bob.main, 1)
     _settled(db, settled.id)
 
-    assert stuck_payments(db, older_than=timedelta(minutes=1), limit=100) == [
-        oldest.id,
-        older.id,
-    ]
-    assert stuck_payments(db, older_than=timedelta(minutes=15), limit=100) == [oldest.id]
-    assert stuck_payments(db, older_than=timedelta(hours=1), limit=100) == []
+    def swept(older_than: timedelta) -> list[str]:
+        return [p.id for p in settle_pending(db, limit=100, older_than=older_than)]
+
+    assert swept(timedelta(hours=1)) == []
+    assert swept(timedelta(minutes=15)) == [oldest.id]
+    assert swept(timedelta(minutes=1)) == [older.id]
+    assert swept(timedelta(minutes=1)) == []
 
 
-def test_stuck_payments_are_bounded_by_the_limit(
+def test_a_group_is_bounded_by_its_limit(
     db: Database, alice: Customer, bob: Customer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = datetime.now(UTC)
@@ -248,7 +248,10 @@ def test_stuck_payments_are_bounded_by_the_limit(
         for minute in range(5)
     ]
 
-    assert stuck_payments(db, older_than=timedelta(minutes=1), limit=2) == old[:2]
-    assert stuck_payments(db, older_than=timedelta(minutes=1), limit=5) == old
-    _settled(db, old[0])
-    assert stuck_payments(db, older_than=timedelta(minutes=1), limit=2) == old[1:3]
+    def group(limit: int) -> list[str]:
+        return [p.id for p in settle_pending(db, limit=limit, older_than=timedelta(minutes=1))]
+
+    assert group(2) == old[:2]
+    assert group(2) == old[2:4]
+    assert group(5) == old[4:]
+    assert group(5) == []

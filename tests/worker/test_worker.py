@@ -18,6 +18,7 @@ from shared.db import Database
 from shared.records import PaymentStatus
 from shared.settings import Settings
 from worker.runtime import WorkerRuntime
+from worker.settler import Settler
 from worker.sweep import Sweeper
 
 
@@ -163,7 +164,7 @@ def test_the_sweep_settles_stuck_payments_oldest_first_in_bounded_batches(
 ) -> None:
     user_id, sender, receiver = _funded_pair(db, 25)
     ids = _submit(db, user_id, sender, receiver, 25)
-    sweeper = Sweeper(db, settings)
+    sweeper = Sweeper(Settler(db, settings), settings)
 
     assert sweeper.sweep_once() == 10
     statuses = [payments.get_payment(db, user_id, i).status for i in ids]
@@ -181,7 +182,7 @@ def test_the_sweep_leaves_payments_younger_than_the_grace_period(
 ) -> None:
     user_id, sender, receiver = _funded_pair(db, 5)
     _submit(db, user_id, sender, receiver, 5)
-    patient = Sweeper(db, settings.model_copy(update={"sweep_grace_s": 3600}))
+    patient = Sweeper(Settler(db, settings), settings.model_copy(update={"sweep_grace_s": 3600}))
     assert patient.sweep_once() == 0
     assert _count(db, "SELECT count(*) FROM payments WHERE status = 'pending'") == 5
 
@@ -202,7 +203,9 @@ def test_the_sweep_thread_touches_the_heartbeat(
     settings: Settings, db: Database, tmp_path: Path
 ) -> None:
     heartbeat = tmp_path / "heartbeat"
-    sweeper = Sweeper(db, settings.model_copy(update={"heartbeat_path": str(heartbeat)}))
+    sweeper = Sweeper(
+        Settler(db, settings), settings.model_copy(update={"heartbeat_path": str(heartbeat)})
+    )
     sweeper.start()
     sweeper.stop()
     assert heartbeat.exists()
