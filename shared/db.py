@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -24,6 +26,7 @@ class Database:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._opened: list[sqlite3.Connection] = []
+        self._writer = _WriterLock(f"{path}.writer-lock")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -52,13 +55,14 @@ class Database:
     def write(self) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE``: take the write lock first, so what is read stays true."""
         conn = self.connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._writer:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """``fn(conn, *args, **kwargs)`` in a write transaction of its own."""
@@ -91,6 +95,46 @@ class Database:
                 conn.close()
             self._opened.clear()
         self._local = threading.local()
+        self._writer.close()
+
+
+class _WriterLock:
+    """Writers of every process queue here before SQLite's own lock.
+
+    SQLite lets one writer in at a time; the others poll with growing sleeps (1, 2, 5 …
+    100 ms), so under steady writes from two processes a waiter can starve. An advisory
+    lock on a file beside the database blocks in the kernel instead and wakes a waiter
+    the moment the writer is done. The busy timeout still guards any writer that does
+    not take it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._threads = threading.Lock()
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *_: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+    def close(self) -> None:
+        with self._threads:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 def _statements(script: str) -> Iterator[str]:
