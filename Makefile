@@ -4,13 +4,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install clean
+.PHONY: run test lint bench install clean
 
 run: $(STAMP)  ## the API and a worker in one process on localhost:8000 (no Redis needed)
 	$(BIN)/p2p dev
 
 test: $(STAMP) lint  ## ruff, mypy --strict, then every test
 	$(BIN)/pytest
+
+bench: $(STAMP)  ## the real stack on loopback against its ceilings (needs redis-server)
+	$(BIN)/p2p bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
