@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from datetime import timedelta
+from collections.abc import Collection
+from datetime import datetime, timedelta
 
 from shared.accounts import MAX_BALANCE, find_account
-from shared.clock import new_id, to_text, utcnow
+from shared.clock import from_text, new_id, to_text, utcnow
 from shared.db import Database
 from shared.records import AccountStatus, FailureCode, Payment, PaymentStatus
 
@@ -38,20 +39,27 @@ def settle_payment(db: Database, payment_id: str) -> Payment | None:
 
 
 def settle_pending(
-    db: Database, *, limit: int, older_than: timedelta | None = None
+    db: Database,
+    *,
+    limit: int,
+    older_than: timedelta | None = None,
+    skip: Collection[str] = (),
 ) -> list[Payment]:
     """Settle the oldest pending payments, at most ``limit``, in one transaction.
 
     They are judged one after the other in acceptance order, each seeing what the ones
     before it did, so every outcome is the one it would have had alone; the group shares
-    one commit. ``older_than`` leaves out payments accepted more recently than that.
+    one commit. ``older_than`` leaves out payments accepted more recently than that;
+    ``skip`` leaves out these payments (the ones that failed to settle alone).
     Returns the payments as settled, oldest first. Raises as ``settle_payment`` does.
     """
     now = utcnow()
     cutoff = None if older_than is None else to_text(now - older_than)
     with db.write() as conn:
         rows = conn.execute(
-            "SELECT * FROM payments WHERE status = 'pending' ORDER BY seq LIMIT ?", (limit,)
+            "SELECT * FROM payments WHERE status = 'pending'"
+            f" AND id NOT IN ({','.join('?' * len(skip))}) ORDER BY seq LIMIT ?",
+            (*skip, limit),
         ).fetchall()
         stamp = to_text(now)
         return [
@@ -59,6 +67,22 @@ def settle_pending(
             for row in rows
             if cutoff is None or row["created_at"] <= cutoff
         ]
+
+
+def pending_ids(
+    db: Database, *, limit: int, skip: Collection[str] = ()
+) -> list[tuple[str, datetime]]:
+    """The oldest pending payments' ids and acceptance times, oldest first."""
+    rows = (
+        db.connection()
+        .execute(
+            "SELECT id, created_at FROM payments WHERE status = 'pending'"
+            f" AND id NOT IN ({','.join('?' * len(skip))}) ORDER BY seq LIMIT ?",
+            (*skip, limit),
+        )
+        .fetchall()
+    )
+    return [(row["id"], from_text(row["created_at"])) for row in rows]
 
 
 def payment_status(db: Database, payment_id: str) -> PaymentStatus | None:

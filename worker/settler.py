@@ -11,19 +11,24 @@ order.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import timedelta
 
+from shared.clock import utcnow
 from shared.db import Database
-from shared.engine import payment_status, settle_pending
+from shared.engine import payment_status, pending_ids, settle_payment, settle_pending
 from shared.records import Payment, PaymentStatus
 from shared.settings import Settings
 
 # More than a group and a prefetch window: messages arrive about in acceptance order, so
 # a settled payment's own message is never far behind. Forgetting costs one status read.
 REMEMBERED = 10_000
+
+log = logging.getLogger(__name__)
 
 
 class Settler:
@@ -35,23 +40,66 @@ class Settler:
         # One writer per process: threads queue here rather than in SQLite's busy handler.
         self._lock = threading.Lock()
         self._settled: OrderedDict[str, None] = OrderedDict()
+        # Payments that raised when settled alone: groups leave them out, so one bad row
+        # cannot hold every other payment back. Their own messages keep retrying them.
+        self._failing: set[str] = set()
 
     def settle(self, payment_id: str) -> None:
-        """Return once the payment is no longer pending. Raises on infrastructure errors."""
+        """Return once the payment is no longer pending. Raises on infrastructure errors,
+        and when this payment cannot be settled (its message is then retried)."""
         if payment_id in self._settled:
             return
         with self._lock:
+            if payment_id in self._failing:
+                self._settle_alone(payment_id)
+                return
             while payment_id not in self._settled:
                 status = payment_status(self._db, payment_id)
                 if status is not PaymentStatus.PENDING:
                     return
-                if not self._remember(settle_pending(self._db, limit=self._group)):
-                    return
+                if not self._settle_group(limit=self._group, older_than=None):
+                    break
+            if payment_id in self._failing:
+                self._settle_alone(payment_id)
 
     def sweep(self, *, older_than: timedelta, limit: int) -> int:
         """Settle up to ``limit`` payments pending for longer than ``older_than``."""
         with self._lock:
-            return self._remember(settle_pending(self._db, limit=limit, older_than=older_than))
+            return self._settle_group(limit=limit, older_than=older_than)
+
+    def _settle_group(self, *, limit: int, older_than: timedelta | None) -> int:
+        try:
+            return self._remember(
+                settle_pending(self._db, limit=limit, older_than=older_than, skip=self._failing)
+            )
+        except sqlite3.OperationalError:
+            raise  # locked, disk: the whole group is retried
+        except Exception:
+            log.exception("a group failed to settle; settling its payments one by one")
+        return self._isolate(limit=limit, older_than=older_than)
+
+    def _isolate(self, *, limit: int, older_than: timedelta | None) -> int:
+        """Settle the group's payments alone, setting aside the ones that raise."""
+        cutoff = None if older_than is None else utcnow() - older_than
+        settled = 0
+        for payment_id, created_at in pending_ids(self._db, limit=limit, skip=self._failing):
+            if cutoff is not None and created_at > cutoff:
+                break
+            try:
+                self._settle_alone(payment_id)
+                settled += 1
+            except sqlite3.OperationalError:
+                raise
+            except Exception:
+                log.exception("payment %s cannot be settled; set aside", payment_id)
+                self._failing.add(payment_id)
+        return settled
+
+    def _settle_alone(self, payment_id: str) -> None:
+        payment = settle_payment(self._db, payment_id)
+        self._failing.discard(payment_id)
+        if payment is not None:
+            self._remember([payment])
 
     def _remember(self, payments: Iterable[Payment]) -> int:
         count = 0

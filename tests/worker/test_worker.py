@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -209,3 +210,45 @@ def test_the_sweep_thread_touches_the_heartbeat(
     sweeper.start()
     sweeper.stop()
     assert heartbeat.exists()
+
+
+def _poison(db: Database, payment_id: str) -> None:
+    """Make settling this one payment raise, as a row no code expected would."""
+    db.connection().execute(
+        "CREATE TRIGGER poison BEFORE UPDATE ON payments"
+        f" WHEN NEW.id = '{payment_id}' BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
+    )
+
+
+def test_a_payment_that_cannot_be_settled_does_not_hold_the_others_back(
+    settings: Settings, db: Database
+) -> None:
+    user_id, sender, receiver = _funded_pair(db, 10)
+    ids = _submit(db, user_id, sender, receiver, 5)
+    _poison(db, ids[0])
+    settler = Settler(db, settings)
+
+    settler.settle(ids[3])
+
+    statuses = [payments.get_payment(db, user_id, i).status for i in ids]
+    assert statuses == [PaymentStatus.PENDING] + [PaymentStatus.COMPLETED] * 4
+    with pytest.raises(sqlite3.IntegrityError, match="poisoned row"):
+        settler.settle(ids[0])  # its own message fails, and Dramatiq retries it
+
+    db.connection().execute("DROP TRIGGER poison")
+    settler.settle(ids[0])
+    assert payments.get_payment(db, user_id, ids[0]).status is PaymentStatus.COMPLETED
+    assert _count(db, "SELECT count(*) FROM payments WHERE status = 'pending'") == 0
+
+
+def test_the_sweep_sets_a_failing_payment_aside_and_settles_the_rest(
+    settings: Settings, db: Database
+) -> None:
+    user_id, sender, receiver = _funded_pair(db, 10)
+    ids = _submit(db, user_id, sender, receiver, 4)
+    _poison(db, ids[1])
+    settler = Settler(db, settings)
+
+    assert settler.sweep(older_than=timedelta(0), limit=10) == 3
+    assert settler.sweep(older_than=timedelta(0), limit=10) == 0
+    assert payments.get_payment(db, user_id, ids[1]).status is PaymentStatus.PENDING
