@@ -13,7 +13,7 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from shared.accounts import MAX_BALANCE, find_account
-from shared.clock import from_text, new_id, to_text, utcnow
+from shared.clock import new_id, to_text, utcnow
 from shared.db import Database
 from shared.records import AccountStatus, FailureCode, Payment, PaymentStatus
 
@@ -54,35 +54,41 @@ def settle_pending(
     Returns the payments as settled, oldest first. Raises as ``settle_payment`` does.
     """
     now = utcnow()
-    cutoff = None if older_than is None else to_text(now - older_than)
     with db.write() as conn:
-        rows = conn.execute(
-            "SELECT * FROM payments WHERE status = 'pending'"
-            f" AND id NOT IN ({','.join('?' * len(skip))}) ORDER BY seq LIMIT ?",
-            (*skip, limit),
-        ).fetchall()
+        rows = _oldest_pending(conn, limit=limit, older_than=older_than, skip=skip, now=now)
         stamp = to_text(now)
-        return [
-            _settle(conn, Payment.from_row(row), stamp)
-            for row in rows
-            if cutoff is None or row["created_at"] <= cutoff
-        ]
+        return [_settle(conn, Payment.from_row(row), stamp) for row in rows]
 
 
 def pending_ids(
-    db: Database, *, limit: int, skip: Collection[str] = ()
-) -> list[tuple[str, datetime]]:
-    """The oldest pending payments' ids and acceptance times, oldest first."""
-    rows = (
-        db.connection()
-        .execute(
-            "SELECT id, created_at FROM payments WHERE status = 'pending'"
-            f" AND id NOT IN ({','.join('?' * len(skip))}) ORDER BY seq LIMIT ?",
-            (*skip, limit),
-        )
-        .fetchall()
+    db: Database,
+    *,
+    limit: int,
+    older_than: timedelta | None = None,
+    skip: Collection[str] = (),
+) -> list[str]:
+    """The ids ``settle_pending`` would settle now, oldest first, without settling them."""
+    rows = _oldest_pending(
+        db.connection(), limit=limit, older_than=older_than, skip=skip, now=utcnow()
     )
-    return [(row["id"], from_text(row["created_at"])) for row in rows]
+    return [row["id"] for row in rows]
+
+
+def _oldest_pending(
+    conn: sqlite3.Connection,
+    *,
+    limit: int,
+    older_than: timedelta | None,
+    skip: Collection[str],
+    now: datetime,
+) -> list[sqlite3.Row]:
+    cutoff = None if older_than is None else to_text(now - older_than)
+    rows = conn.execute(
+        "SELECT * FROM payments WHERE status = 'pending'"
+        f" AND id NOT IN ({','.join('?' * len(skip))}) ORDER BY seq LIMIT ?",
+        (*skip, limit),
+    ).fetchall()
+    return [row for row in rows if cutoff is None or row["created_at"] <= cutoff]
 
 
 def payment_status(db: Database, payment_id: str) -> PaymentStatus | None:

@@ -172,9 +172,3 @@ def list_payments(
             {"owner": owner, "before": before, "n": limit + 1, "status": status},
         ).fetchall()
     return page_of(rows, limit, Payment.from_row)
-
-
-def _get(conn: sqlite3.Connection, payment_id: str) -> Payment:
-    return Payment.from_row(
-        conn.execute("SELECT * FROM payments WHERE id = ?", (payment_id,)).fetchone()
-    )

@@ -18,7 +18,6 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import timedelta
 
-from shared.clock import utcnow
 from shared.db import Database
 from shared.engine import payment_status, pending_ids, settle_payment, settle_pending
 from shared.records import Payment, PaymentStatus
@@ -80,11 +79,10 @@ class Settler:
 
     def _isolate(self, *, limit: int, older_than: timedelta | None) -> int:
         """Settle the group's payments alone, setting aside the ones that raise."""
-        cutoff = None if older_than is None else utcnow() - older_than
         settled = 0
-        for payment_id, created_at in pending_ids(self._db, limit=limit, skip=self._failing):
-            if cutoff is not None and created_at > cutoff:
-                break
+        for payment_id in pending_ids(
+            self._db, limit=limit, older_than=older_than, skip=self._failing
+        ):
             try:
                 self._settle_alone(payment_id)
                 settled += 1
