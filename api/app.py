@@ -58,6 +58,13 @@ def create_app(settings: Settings, db: Database, queue: SettlementQueue) -> Fast
     return app
 
 
+def release_long_polls(app: FastAPI) -> None:
+    """Answer every long-poll in flight now: the server is shutting down."""
+    services: Services | None = getattr(app.state, "services", None)
+    if services is not None:
+        services.waiter.release()
+
+
 def _describe_truthfully(app: FastAPI, settings: Settings) -> None:
     """Errors are problem+json, amounts are capped by the setting, auth is Bearer."""
     original = app.openapi

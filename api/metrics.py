@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -37,6 +37,11 @@ class ApiMetrics:
             "p2p_http_request_duration_seconds",
             "Time to answer an HTTP request, by method and route template.",
             ["method", "route"],
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "p2p_http_requests_in_flight",
+            "HTTP requests received and not yet answered (this scrape included).",
             registry=self.registry,
         )
         self.payments_accepted = Counter(

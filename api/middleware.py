@@ -144,9 +144,11 @@ class MetricsMiddleware:
                 status = message["status"]
             await send(message)
 
+        self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_and_see)
         finally:
+            self.metrics.in_flight.dec()
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
             method = scope["method"] if scope["method"] in _METHODS else "other"

@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
 from fastapi import FastAPI
 
+from api.app import release_long_polls
+
+# How long a stopping server lets requests in flight finish before cancelling them.
+# Long-polls are answered at once, so only a submit waiting on its commit is left.
+GRACEFUL_SHUTDOWN_S = 10
+
 
 class _Server(uvicorn.Server):
-    """uvicorn, except that SIGTERM and SIGINT end ``serve`` instead of the process.
+    """uvicorn, except that SIGTERM and SIGINT end ``serve`` instead of the process, and
+    that long-polls in flight are answered as soon as shutting down begins.
 
-    uvicorn shuts down gracefully, then raises the signal again with the default handler
-    back in place, which kills the process before the caller can stop what it started
-    beside the server (the worker in ``p2p dev``, the enqueue thread, the database).
+    uvicorn shuts down gracefully (stops accepting, lets requests in flight finish, then
+    runs the lifespan's shutdown, which drains the group committer), then raises the
+    signal again with the default handler back in place, which kills the process before
+    the caller can stop what it started beside the server (the worker in ``p2p dev``,
+    the enqueue thread, the database).
     """
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        release_long_polls(self._app)
+        await super().shutdown(sockets)
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -28,6 +46,12 @@ def serve(app: FastAPI, host: str, port: int) -> None:
     """Serve until SIGTERM or SIGINT, then return: uvloop, httptools, no access log
     (the metrics count requests)."""
     config = uvicorn.Config(
-        app, host=host, port=port, loop="uvloop", http="httptools", access_log=False
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
-    _Server(config).run()
+    _Server(config, app).run()

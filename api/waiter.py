@@ -22,9 +22,13 @@ class PaymentWaiter:
         self._db = db
         self._waiting: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
         self._someone_waits = asyncio.Event()
+        self._released = False
 
     async def wait_settled(self, payment_id: str, seconds: float) -> None:
-        """Return once the payment is final, or after ``seconds``."""
+        """Return once the payment is final, or after ``seconds``, or at once when the
+        server is shutting down."""
+        if self._released:
+            return
         event = asyncio.Event()
         self._waiting[payment_id].add(event)
         self._someone_waits.set()
@@ -38,6 +42,14 @@ class PaymentWaiter:
             events.discard(event)
             if not events:
                 del self._waiting[payment_id]
+
+    def release(self) -> None:
+        """Answer every long-poll now, and every later one at once: a server that is
+        shutting down finishes its requests instead of holding them for their ``wait``."""
+        self._released = True
+        for events in self._waiting.values():
+            for event in events:
+                event.set()
 
     async def run(self) -> None:
         """The polling loop; runs for the life of the app."""
