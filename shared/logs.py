@@ -27,11 +27,13 @@ REDACTED = "[redacted]"
 # An API key is p2p_ + 64 hex; 16 hex already name a key, so a truncated one goes too.
 _SECRET = re.compile(r"(p2p_)[0-9a-f]{16,}|(bearer)(?:\s|\\[trn])+[^\s\"\\]+", re.IGNORECASE)
 
-# What every LogRecord has; anything else on a record came from ``extra=``.
+# What every LogRecord has; anything else on a record came from ``extra=``. uvicorn
+# passes its message again with terminal colours as ``color_message``: not a field.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None))) | {
     "message",
     "asctime",
     "taskName",
+    "color_message",
 }
 
 _fields: ContextVar[dict[str, str] | None] = ContextVar("p2p_log_fields", default=None)
@@ -123,6 +125,8 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = f"{_timestamp(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
         for key, value in _structured(record).items():
+            if value is None:
+                continue
             shown = str(value)
             text += f" {key}={json.dumps(shown) if not shown or ' ' in shown else shown}"
         if record.exc_info:
