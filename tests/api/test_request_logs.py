@@ -8,7 +8,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from api.routes import payments as payment_routes
+from shared import payments
 from tests.api.support import (
     Caller,
     Settle,
@@ -101,7 +101,7 @@ def test_a_server_error_carries_the_request_id_and_its_lines_too(
     def broken(*_: object) -> None:
         raise RuntimeError("the disk is on fire")
 
-    monkeypatch.setattr(payment_routes.payments, "get_payment", broken)
+    monkeypatch.setattr(payments, "get_payment", broken)
     with capture_logs() as captured:
         response = client.get("/payments/pay_x", headers={**ada.auth, "X-Request-ID": "rid-500"})
 

@@ -166,7 +166,7 @@ def test_dramatiq_lines_about_a_failed_and_retried_message_carry_the_payment_id(
 
 def test_the_message_fields_end_with_the_message() -> None:
     middleware = MessageLogFields()
-    message = dramatiq.Message(
+    message: dramatiq.Message[Any] = dramatiq.Message(
         queue_name="q", actor_name="settle_payment", args=("pay_1",), kwargs={}, options={}
     )
     with capture_logs() as captured:
