@@ -108,3 +108,19 @@ def test_api_and_worker_log_json_lines_with_request_user_and_payment_ids(stack: 
             assert key.removeprefix("Bearer ") not in text
         assert "Bearer" not in text
         assert "p2p_" + "0" * 64 not in text
+
+
+def test_dev_logs_text_for_a_person_unless_told_json(dev_stack: Stack) -> None:
+    dev = dev_stack.start_dev()
+    dev_stack.overrides["P2P_LOG_FORMAT"] = "json"
+    dev_json = dev_stack.start_dev()
+    for api in (dev, dev_json):
+        with httpx.Client(base_url=api.url, timeout=30) as http:
+            assert http.get("/healthz", headers={"X-Request-ID": "dev-1"}).status_code == 200
+        assert api.process.terminate(timeout=30) == 0
+
+    text = dev.process.log_text()
+    assert " INFO    p2p.access: request request_id=dev-1 method=GET route=/healthz" in text
+    assert not any(raw.startswith("{") for raw in text.splitlines())
+    [access] = [line for line in _lines(dev_json.process) if line.get("request_id") == "dev-1"]
+    assert (access["logger"], access["status"]) == ("p2p.access", 200)

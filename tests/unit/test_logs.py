@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 from uvicorn.config import LOGGING_CONFIG
 
 from shared import logs
 from shared.logs import JsonFormatter, TextFormatter, configure_logging, redact
+from shared.settings import Settings
 
 KEY = "p2p_" + "0123456789abcdef" * 4
 
@@ -245,3 +247,12 @@ def test_the_text_format_is_chosen_by_its_name() -> None:
 
     [line] = stream.getvalue().splitlines()
     assert line.endswith("WARNING p2p: careful payment_id=pay_1")
+
+
+def test_the_log_format_setting_takes_json_or_text_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().log_format is None
+    monkeypatch.setenv("P2P_LOG_FORMAT", "text")
+    assert Settings().log_format == "text"
+    monkeypatch.setenv("P2P_LOG_FORMAT", "xml")
+    with pytest.raises(ValidationError, match="log_format"):
+        Settings()
