@@ -27,6 +27,11 @@ GENERATED = re.compile(r"[0-9a-f]{32}")
 FAKE_KEY = "p2p_" + "ab" * 32
 
 
+def _wrong(api_key: str) -> str:
+    """The key with its last hex digit changed: well-formed, and refused."""
+    return api_key[:-1] + ("1" if api_key.endswith("0") else "0")
+
+
 def _access_lines(captured: Captured) -> list[Line]:
     return [line for line in captured.lines() if line["logger"] == "p2p.access"]
 
@@ -221,14 +226,14 @@ def test_no_api_key_or_authorization_value_ever_reaches_a_log_line(
         assert client.get(f"/payments/{payment['id']}", headers=ada.auth).status_code == 200
         for authorization in (
             f"Bearer {FAKE_KEY}",
-            f"Bearer {ada.api_key[:-1]}0",
+            f"Bearer {_wrong(ada.api_key)}",
             f"Basic {ada.api_key}",
             "Bearer not-a-key-at-all",
         ):
             refused = client.get("/accounts", headers={"Authorization": authorization})
             assert refused.status_code == 401
 
-    secrets = [ada.api_key, bob.api_key, FAKE_KEY, ada.api_key[:-1], "not-a-key-at-all"]
+    secrets = [ada.api_key, bob.api_key, FAKE_KEY, _wrong(ada.api_key), "not-a-key-at-all"]
     assert _access_lines(captured), "the requests were logged"
     for text in (captured.text(), captured.raw_text()):
         for secret in secrets:
