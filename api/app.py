@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api import problems
+from api import problems, request_context
 from api.deps import Services
 from api.metrics import ApiMetrics
 from api.middleware import AuthenticationMiddleware, BodyMiddleware, MetricsMiddleware
@@ -54,6 +54,8 @@ def create_app(settings: Settings, db: Database, queue: SettlementQueue) -> Fast
     app.add_middleware(AuthenticationMiddleware, db=db)
     app.add_middleware(BodyMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    # Outside all of them, and outside Starlette's own error middleware too.
+    request_context.install(app)
     _describe_truthfully(app, settings)
     return app
 

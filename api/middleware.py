@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.metrics import ApiMetrics
 from api.problems import problem
+from shared import logs
 from shared.db import Database
 from shared.records import User
 from shared.users import authenticate
@@ -110,6 +111,7 @@ class AuthenticationMiddleware:
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})["user"] = user
+        logs.bind(user_id=user.id)
         await self.app(scope, receive, send)
 
     async def _authenticate(self, token: str) -> User | None:

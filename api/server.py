@@ -43,8 +43,9 @@ class _Server(uvicorn.Server):
 
 
 def serve(app: FastAPI, host: str, port: int) -> None:
-    """Serve until SIGTERM or SIGINT, then return: uvloop, httptools, no access log
-    (the metrics count requests)."""
+    """Serve until SIGTERM or SIGINT, then return: uvloop, httptools; no access log and
+    no logging setup of uvicorn's own (``api.request_context`` writes the access lines,
+    and uvicorn's loggers go through ``shared.logs`` like every other)."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -52,6 +53,7 @@ def serve(app: FastAPI, host: str, port: int) -> None:
         loop="uvloop",
         http="httptools",
         access_log=False,
+        log_config=None,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     _Server(config, app).run()

@@ -15,12 +15,16 @@ from bench.run import add_arguments as add_bench_arguments
 from bench.run import run as run_bench
 from shared.audit import verify
 from shared.db import Database
+from shared.logs import LogFormat, configure_logging
 from shared.settings import Settings
 from worker.broker import in_process_broker, redis_broker
 from worker.queue import SettlementQueue
 from worker.runtime import WorkerRuntime, run_worker
 
 log = logging.getLogger("p2p")
+
+# The services log for machines; what a person runs (dev, verify, bench) logs for people.
+_LOG_FORMAT: dict[str, LogFormat] = {"api": "json", "worker": "json"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,11 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as error:
         print(f"p2p: invalid settings:\n{error}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     command: str = args.command
+    configure_logging(settings.log_level, settings.log_format or _LOG_FORMAT.get(command, "text"))
     if command == "api":
         _serve_api(settings, args.host, args.port)
     elif command == "worker":

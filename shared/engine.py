@@ -30,7 +30,7 @@ def settle_payment(db: Database, payment_id: str) -> Payment | None:
     with db.write() as conn:
         row = conn.execute("SELECT * FROM payments WHERE id = ?", (payment_id,)).fetchone()
         if row is None:
-            log.warning("no payment %s to settle", payment_id)
+            log.warning("no payment %s to settle", payment_id, extra={"payment_id": payment_id})
             return None
         payment = Payment.from_row(row)
         if payment.status is not PaymentStatus.PENDING:

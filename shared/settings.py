@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     heartbeat_path: str | None = None
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Unset: JSON lines for `p2p api` and `p2p worker`, text for the commands people run.
+    log_format: Literal["json", "text"] | None = None
 
     @field_validator("database_url")
     @classmethod

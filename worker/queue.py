@@ -82,6 +82,7 @@ class SettlementQueue:
                 "could not enqueue payment %s (%s); the worker will settle it anyway",
                 payment_id,
                 error,
+                extra={"payment_id": payment_id},
             )
             return False
         return True

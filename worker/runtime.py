@@ -13,6 +13,7 @@ from shared.db import Database
 from shared.settings import Settings
 from worker.actors import SettleActor, declare_settle_actor
 from worker.broker import redis_broker
+from worker.log_fields import add_message_log_fields
 from worker.settler import Settler
 from worker.sweep import Sweeper
 
@@ -28,6 +29,7 @@ class WorkerRuntime:
     def __init__(self, settings: Settings, broker: dramatiq.Broker, db: Database) -> None:
         self.db = db
         self.broker = broker
+        add_message_log_fields(broker)
         self.settler = Settler(db, settings)
         self.actor: SettleActor = declare_settle_actor(broker, self.settler.settle, settings)
         self._queue_name = settings.queue_name

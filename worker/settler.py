@@ -17,6 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import timedelta
+from typing import Literal
 
 from shared.db import Database
 from shared.engine import payment_status, pending_ids, settle_payment, settle_pending
@@ -28,6 +29,8 @@ from shared.settings import Settings
 REMEMBERED = 10_000
 
 log = logging.getLogger(__name__)
+
+SettledBy = Literal["message", "sweep"]
 
 
 class Settler:
@@ -64,39 +67,48 @@ class Settler:
     def sweep(self, *, older_than: timedelta, limit: int) -> int:
         """Settle up to ``limit`` payments pending for longer than ``older_than``."""
         with self._lock:
-            return self._settle_group(limit=limit, older_than=older_than)
+            return self._settle_group(limit=limit, older_than=older_than, by="sweep")
 
-    def _settle_group(self, *, limit: int, older_than: timedelta | None) -> int:
+    def _settle_group(
+        self, *, limit: int, older_than: timedelta | None, by: SettledBy = "message"
+    ) -> int:
         try:
-            return self._remember(
-                settle_pending(self._db, limit=limit, older_than=older_than, skip=self._failing)
+            settled = settle_pending(
+                self._db, limit=limit, older_than=older_than, skip=self._failing
             )
         except sqlite3.OperationalError:
             raise  # locked, disk: the whole group is retried
         except Exception:
             log.exception("a group failed to settle; settling its payments one by one")
-        return self._isolate(limit=limit, older_than=older_than)
+            return self._isolate(limit=limit, older_than=older_than, by=by)
+        _log_settled(settled, by)
+        return self._remember(settled)
 
-    def _isolate(self, *, limit: int, older_than: timedelta | None) -> int:
+    def _isolate(self, *, limit: int, older_than: timedelta | None, by: SettledBy) -> int:
         """Settle the group's payments alone, setting aside the ones that raise."""
         settled = 0
         for payment_id in pending_ids(
             self._db, limit=limit, older_than=older_than, skip=self._failing
         ):
             try:
-                self._settle_alone(payment_id)
+                self._settle_alone(payment_id, by)
                 settled += 1
             except sqlite3.OperationalError:
                 raise
             except Exception:
-                log.exception("payment %s cannot be settled; set aside", payment_id)
+                log.exception(
+                    "payment %s cannot be settled; set aside",
+                    payment_id,
+                    extra={"payment_id": payment_id},
+                )
                 self._failing.add(payment_id)
         return settled
 
-    def _settle_alone(self, payment_id: str) -> None:
+    def _settle_alone(self, payment_id: str, by: SettledBy = "message") -> None:
         payment = settle_payment(self._db, payment_id)
         self._failing.discard(payment_id)
         if payment is not None:
+            _log_settled([payment], by)
             self._remember([payment])
 
     def _remember(self, payments: Iterable[Payment]) -> int:
@@ -107,3 +119,14 @@ class Settler:
         while len(self._settled) > REMEMBERED:
             self._settled.popitem(last=False)
         return count
+
+
+def _log_settled(payments: list[Payment], by: SettledBy) -> None:
+    """One line per payment settled, once it is committed."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    for payment in payments:
+        fields = {"payment_id": payment.id, "status": payment.status.value, "by": by}
+        if payment.failure_code is not None:
+            fields["failure_code"] = payment.failure_code.value
+        log.info("payment settled", extra=fields)

@@ -45,7 +45,7 @@ class Sweeper:
         """Settle one batch of stuck payments; returns how many were settled."""
         settled = self._settler.sweep(older_than=self._grace, limit=self._batch)
         if settled:
-            log.info("sweep settled %d stuck payment(s)", settled)
+            log.info("sweep settled %d stuck payment(s)", settled, extra={"settled": settled})
         return settled
 
     def _run(self) -> None:

@@ -15,7 +15,7 @@ from api.schemas import (
     LedgerEntryPublic,
     ListPage,
 )
-from shared import accounts
+from shared import accounts, logs
 from shared.records import AccountStatus
 
 router = APIRouter(tags=["accounts"], responses=problems(401))
@@ -85,7 +85,9 @@ async def deposit(
         description=body.description,
         idempotency_key=key,
     )
+    logs.bind(deposit_id=made.id)
     if replayed:
+        logs.bind(idempotent_replayed="true")
         response.headers["Idempotent-Replayed"] = "true"
     return DepositPublic.model_validate(made)
 

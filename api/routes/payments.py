@@ -9,7 +9,7 @@ from api.deps import CurrentUser, IdempotencyKey, ServicesDep
 from api.routes._docs import check_amount, problems
 from api.routes.accounts import Cursor, Limit
 from api.schemas import ListPage, PaymentPublic, TransferCreate
-from shared import payments
+from shared import logs, payments
 from shared.records import PaymentStatus
 
 router = APIRouter(tags=["payments"], responses=problems(401))
@@ -31,8 +31,10 @@ async def transfer(
     payment, replayed = await services.write(
         payments.submit_transfer, user.id, payments.Transfer(**body.model_dump()), key
     )
+    logs.bind(payment_id=payment.id)
     response.headers["Location"] = f"/payments/{payment.id}"
     if replayed:
+        logs.bind(idempotent_replayed="true")
         response.headers["Idempotent-Replayed"] = "true"
     else:
         services.metrics.payments_accepted.inc()
@@ -51,6 +53,7 @@ async def get_payment(
 ) -> PaymentPublic:
     """A payment, to the owner of its sender or receiver. `wait` long-polls."""
     payment = await anyio.to_thread.run_sync(payments.get_payment, services.db, user.id, payment_id)
+    logs.bind(payment_id=payment.id)
     if payment.status is PaymentStatus.PENDING and wait > 0:
         await services.waiter.wait_settled(payment.id, wait)
         payment = await anyio.to_thread.run_sync(
