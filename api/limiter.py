@@ -1,17 +1,22 @@
-"""The API's rate limiter: GCRA in Redis, shared by every API process, one EVALSHA a check.
+"""The API's rate limiter: GCRA in Redis, shared by every API process.
+
+Checks share round trips: every check that arrives while one EVALSHA is in flight goes
+into the next one, a single script call over all their keys (as the writer shares
+commits). Under light load that is one EVALSHA per request; under heavy load far fewer,
+which keeps redis-py's per-command cost off the event loop.
 
 When Redis cannot answer, a submit must still be accepted (G1): the limiter falls back to
 the same algorithm in this process for ``FALLBACK_S`` (a circuit breaker), so that only
-the request that found Redis gone waits for the timeout, not every one after it. Then
-one request at a time probes Redis again while the others stay local. While it falls
-back, each API process limits on its own.
+the requests that found Redis gone wait for the timeout, not every one after them. Then
+the next batch probes Redis again. While it falls back, each API process limits alone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import redis.asyncio
 from redis.asyncio.retry import Retry
@@ -26,9 +31,10 @@ log = logging.getLogger(__name__)
 FALLBACK_S = 5.0
 KEY_PREFIX = "p2p:ratelimit:"
 
-# shared/ratelimit.py's gcra(), line for line. Times in microseconds; ARGV[3] < 0 means
-# "use the Redis server's clock", one clock for every API process. A key expires once
-# its tat has passed, when it means the same as no key.
+# shared/ratelimit.py's gcra(), line for line, once per key in KEYS (a key named twice
+# sees its first decision). Times in microseconds; ARGV[3] < 0 means "the Redis server's
+# clock", one clock for every API process. A key expires once its tat has passed, when
+# it means the same as no key. Returns 4 integers per key.
 GCRA_LUA = """
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
@@ -37,17 +43,26 @@ if now < 0 then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
-local tat = tonumber(redis.call('GET', KEYS[1]))
-if tat == nil or tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - burst * interval
-if now < allow_at then
-  return {0, 0, allow_at - now, tat - now}
+local out = {}
+for i, key in ipairs(KEYS) do
+  local tat = tonumber(redis.call('GET', key))
+  if tat == nil or tat < now then tat = now end
+  local new_tat = tat + interval
+  local allow_at = new_tat - burst * interval
+  if now < allow_at then
+    table.insert(out, 0); table.insert(out, 0)
+    table.insert(out, allow_at - now); table.insert(out, tat - now)
+  else
+    redis.call('SET', key, string.format('%d', new_tat), 'PX',
+               math.ceil((new_tat - now) / 1000))
+    table.insert(out, 1); table.insert(out, math.floor((now - allow_at) / interval))
+    table.insert(out, 0); table.insert(out, new_tat - now)
+  end
 end
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX',
-           math.ceil((new_tat - now) / 1000))
-return {1, math.floor((now - allow_at) / interval), 0, new_tat - now}
+return out
 """
+
+_Waiting = list[tuple[str, "asyncio.Future[Decision]"]]
 
 
 class RateLimiter:
@@ -59,17 +74,20 @@ class RateLimiter:
         client: redis.asyncio.Redis | None = None,
         *,
         clock_us: Callable[[], int] | None = None,
+        fallback_s: float = FALLBACK_S,
     ) -> None:
         self.policy = policy
         self._client = client
         self._script = None if client is None else client.register_script(GCRA_LUA)
         self._clock_us = clock_us
         self._local = LocalLimiter(policy) if clock_us is None else LocalLimiter(policy, clock_us)
+        self._fallback_s = fallback_s
         self._open_until = 0.0
         """While ``time.monotonic()`` is below this, Redis is not asked."""
-        self._probing = False
+        self._waiting: _Waiting = []
+        self._flusher: asyncio.Task[None] | None = None
         self.fallbacks = 0
-        """Times Redis failed and the limiter fell back to this process."""
+        """Round trips that failed, after which the limiter fell back to this process."""
 
     @classmethod
     def from_settings(cls, settings: Settings, *, shared: bool) -> RateLimiter | None:
@@ -84,7 +102,7 @@ class RateLimiter:
             settings.redis_url,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
+            retry=Retry(NoBackoff(), 0),  # the breaker decides when to try again
         )
         return cls(policy, client)
 
@@ -94,36 +112,64 @@ class RateLimiter:
         return self._script is not None and time.monotonic() >= self._open_until
 
     async def check(self, key: str) -> Decision:
-        if self._script is None or self._probing or time.monotonic() < self._open_until:
+        if not self.shared:
             return self._local.check(key)
-        probe = self._open_until > 0
-        self._probing = probe
+        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        self._waiting.append((key, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush(), name="p2p-rate-limits")
+        return await future
+
+    async def aclose(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def _flush(self) -> None:
+        batch: _Waiting = []
         try:
-            now = -1 if self._clock_us is None else self._clock_us()
-            args = (self.policy.interval_us, self.policy.burst, now)
-            reply = await self._script(keys=[KEY_PREFIX + key], args=args)
-        except (RedisError, OSError) as error:  # TimeoutError is an OSError
-            if self._open_until == 0 or probe:
-                log.warning(
-                    "rate limits: Redis failed (%s); limiting in this process for %.0f s",
-                    error,
-                    FALLBACK_S,
-                )
-            self.fallbacks += 1
-            self._open_until = time.monotonic() + FALLBACK_S
-            return self._local.check(key)
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                decisions = await self._decide([key for key, _ in batch])
+                for (_, future), decision in zip(batch, decisions, strict=True):
+                    if not future.done():  # its request may have been cancelled
+                        future.set_result(decision)
+                batch = []
         finally:
-            if probe:
-                self._probing = False
+            self._flusher = None
+            unanswered, self._waiting = batch + self._waiting, []
+            for key, future in unanswered:
+                if not future.done():
+                    future.set_result(self._local.check(key))
+
+    async def _decide(self, keys: Sequence[str]) -> list[Decision]:
+        if self._script is None or not self.shared:
+            return [self._local.check(key) for key in keys]
+        probe = self._open_until > 0
+        now = -1 if self._clock_us is None else self._clock_us()
+        try:
+            reply = await self._script(
+                keys=[KEY_PREFIX + key for key in keys],
+                args=(self.policy.interval_us, self.policy.burst, now),
+            )
+        except (RedisError, OSError) as error:  # TimeoutError is an OSError
+            self.fallbacks += 1
+            self._open_until = time.monotonic() + self._fallback_s
+            log.warning(
+                "rate limits: Redis failed (%s); limiting in this process for %.0f s",
+                error,
+                self._fallback_s,
+            )
+            return [self._local.check(key) for key in keys]
         if probe:
             log.warning("rate limits: Redis answers again; limits are shared again")
             self._open_until = 0.0
-        allowed, remaining, retry_after_us, reset_us = (int(n) for n in reply)
-        return Decision(bool(allowed), remaining, retry_after_us, reset_us)
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
+        numbers = [int(n) for n in reply]
+        return [
+            Decision(bool(numbers[i]), numbers[i + 1], numbers[i + 2], numbers[i + 3])
+            for i in range(0, len(numbers), 4)
+        ]
 
 
 def rate_limit_headers(policy: Policy, decision: Decision) -> dict[str, str]:

@@ -86,15 +86,18 @@ class LocalLimiter:
         self.policy = policy
         self._clock = clock
         self._tat: dict[str, int] = {}
+        self._forget_at = self.MAX_KEYS
 
     def check(self, key: str) -> Decision:
         now = self._clock()
         decision, self._tat[key] = gcra(self.policy, self._tat.get(key), now)
-        if len(self._tat) > self.MAX_KEYS:
+        if len(self._tat) > self._forget_at:
             self._forget_idle(now)
         return decision
 
     def _forget_idle(self, now: int) -> None:
-        # A key whose tat has passed is in the same state as one never seen.
+        # A key whose tat has passed is in the same state as one never seen. Sweeping
+        # again only once the map has doubled keeps a check O(1) on average.
         for key in [key for key, tat in self._tat.items() if tat <= now]:
             del self._tat[key]
+        self._forget_at = max(self.MAX_KEYS, 2 * len(self._tat))
