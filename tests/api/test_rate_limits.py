@@ -116,7 +116,7 @@ def test_a_replay_counts_against_the_limit(client: TestClient, ada: Caller, db: 
 
 
 @LIMITED
-def test_the_limit_is_checked_before_the_idempotency_key_and_the_fields(
+def test_the_limit_is_checked_after_auth_and_json_syntax_before_key_and_fields(
     client: TestClient, ada: Caller
 ) -> None:
     body = _accounts(client, ada)
@@ -126,8 +126,17 @@ def test_the_limit_is_checked_before_the_idempotency_key_and_the_fields(
     no_key = client.post("/payments/transfer", json=body, headers=ada.auth)
     bad_body = client.post("/payments/transfer", json={"amount": "x"}, headers=ada.keyed("k"))
 
+    not_json = client.post(
+        "/payments/transfer",
+        content=b"{not json",
+        headers={**ada.keyed("k"), "Content-Type": "application/json"},
+    )
+    no_auth = client.post("/payments/transfer", json=body)
+
     assert_problem(no_key, 429, "rate_limited")
     assert_problem(bad_body, 429, "rate_limited")
+    assert_problem(not_json, 422, "validation_error")
+    assert_problem(no_auth, 401, "unauthorized")
 
 
 @LIMITED
