@@ -20,7 +20,7 @@ async def sign_up(body: UserCreate, services: ServicesDep) -> UserCreated:
     )
 
 
-@router.post("/users/me/api-keys", status_code=201, responses=problems(401))
+@router.post("/users/me/api-keys", status_code=201, responses=problems(401, 413, 415))
 async def create_api_key(user: CurrentUser, services: ServicesDep) -> ApiKeyCreated:
     """Another API key for the caller, shown this once; the others stay live."""
     key, api_key = await services.write(users.create_api_key, user.id)
