@@ -47,3 +47,21 @@ def test_two_apis_share_one_rate_limit_through_redis(stack: Stack) -> None:
         assert answers[3].headers["RateLimit-Policy"] == '"burst";q=3;w=300'
         assert answers[3].json()["code"] == "rate_limited"
     assert stack.database().scalar("SELECT count(*) FROM payments") == 3
+
+
+def test_p2p_dev_limits_in_its_process_without_redis(dev_stack: Stack) -> None:
+    dev_stack.overrides.update(P2P_RATE_LIMIT_PER_S="0.01", P2P_RATE_LIMIT_BURST="2")
+    dev = dev_stack.start_dev()
+    with ApiClient(dev.url) as setup:
+        ada, bob = setup.customer(), setup.customer()
+    with httpx.Client(base_url=dev.url) as client:
+        answers = []
+        for _ in range(3):
+            request = transfer(ada, bob, 1)
+            answers.append(
+                client.post("/payments/transfer", json=request.body(), headers=request.headers())
+            )
+
+    assert [a.status_code for a in answers] == [202, 202, 429]
+    assert answers[2].headers["Retry-After"] == "100"
+    assert "Redis failed" not in dev.process.log_text()
