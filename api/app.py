@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from api import problems, request_context
 from api.deps import Services
+from api.limiter import RateLimiter
 from api.metrics import ApiMetrics
 from api.middleware import AuthenticationMiddleware, BodyMiddleware, MetricsMiddleware
 from api.routes import accounts, health, payments, users
@@ -21,15 +22,22 @@ from shared.settings import Settings
 from worker.queue import SettlementQueue
 
 
-def create_app(settings: Settings, db: Database, queue: SettlementQueue) -> FastAPI:
-    """The API over ``db``, waking the worker through ``queue``. The caller owns both."""
+def create_app(
+    settings: Settings, db: Database, queue: SettlementQueue, *, shared_limits: bool = False
+) -> FastAPI:
+    """The API over ``db``, waking the worker through ``queue``. The caller owns both.
+
+    ``shared_limits``: rate limits are kept in Redis (``p2p api``), shared by every API
+    process; otherwise in this process (``p2p dev``).
+    """
     metrics = ApiMetrics(queue)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         waiter = PaymentWaiter(db)
         writer = GroupCommitter(db)
-        app.state.services = Services(settings, db, writer, queue, waiter, metrics)
+        limiter = RateLimiter.from_settings(settings, shared=shared_limits)
+        app.state.services = Services(settings, db, writer, queue, waiter, metrics, limiter)
         polling = asyncio.create_task(waiter.run(), name="p2p-long-poll")
         try:
             yield
@@ -38,6 +46,8 @@ def create_app(settings: Settings, db: Database, queue: SettlementQueue) -> Fast
             with suppress(asyncio.CancelledError):
                 await polling
             writer.close()
+            if limiter is not None:
+                await limiter.aclose()
 
     app = FastAPI(
         title="P2P payment processor",

@@ -1,4 +1,4 @@
-"""What routes ask for: the app's services, the caller, the Idempotency-Key."""
+"""What routes ask for: the app's services, the caller, the Idempotency-Key, the rate limit."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Response
 
+from api.limiter import RateLimiter, rate_limit_headers
 from api.metrics import ApiMetrics
 from api.problems import ApiProblem, unauthorized
 from api.waiter import PaymentWaiter
@@ -32,6 +33,8 @@ class Services:
     queue: SettlementQueue
     waiter: PaymentWaiter
     metrics: ApiMetrics
+    limiter: RateLimiter | None
+    """``None`` when ``P2P_RATE_LIMIT_PER_S`` or ``P2P_RATE_LIMIT_BURST`` is 0."""
 
     async def write(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """``fn(conn, *args, **kwargs)``, group-committed; returns once it is durable."""
@@ -70,6 +73,28 @@ async def _idempotency_key(
     return key
 
 
+async def _rate_limit(request: Request, response: Response) -> None:
+    """Counts the request against its API key's limit, before anything is written."""
+    limiter = (await _services(request)).limiter
+    if limiter is None:
+        return
+    key_id: str | None = request.scope.get("state", {}).get("api_key_id")
+    if key_id is None:
+        raise unauthorized("a valid API key is required: Authorization: Bearer <api_key>")
+    decision = await limiter.check(key_id)
+    headers = rate_limit_headers(limiter.policy, decision)
+    if not decision.allowed:
+        raise ApiProblem(
+            429,
+            "rate_limited",
+            f"too many requests with this API key: retry after {headers['Retry-After']} s",
+            headers,
+        )
+    response.headers.update(headers)
+
+
 ServicesDep = Annotated[Services, Depends(_services)]
 CurrentUser = Annotated[User, Depends(_current_user)]
 IdempotencyKey = Annotated[str, Depends(_idempotency_key)]
+RateLimited = Depends(_rate_limit)
+"""For ``dependencies=[RateLimited]``: route dependencies run before the parameters'."""

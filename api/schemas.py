@@ -86,6 +86,18 @@ class UserCreated(UserPublic):
     api_key: str = Field(description="Shown once; only its hash is stored.")
 
 
+class ApiKeyPublic(_Out):
+    id: str = Field(description="`key_` + the 16 hex digits that follow `p2p_` in the key.")
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(_Out):
+    id: str
+    api_key: str = Field(description="Shown once; only its hash is stored.")
+    created_at: datetime
+
+
 class AccountPublic(_Out):
     id: str
     user_id: str

@@ -28,6 +28,8 @@ from bench.loadgen import Result, closed_loop, open_loop, percentile, post
 from bench.stack import BenchStack, Child
 
 HOST = "127.0.0.1"
+# Rate limits on, so that their cost is measured, but too high to ever refuse a submit.
+UNTHROTTLED = {"P2P_RATE_LIMIT_PER_S": "1000000", "P2P_RATE_LIMIT_BURST": "1000000"}
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     plan = Plan.of(args)
     directory = Path(tempfile.mkdtemp(prefix="p2p-bench-"))
-    stack = BenchStack(directory, {})
+    stack = BenchStack(directory, UNTHROTTLED)
     figures: dict[str, Any] = {}
     try:
         figures = asyncio.run(_measure(stack, plan))

@@ -75,7 +75,7 @@ def _serve_api(settings: Settings, host: str, port: int) -> None:
     broker = redis_broker(settings.redis_url, timeout_s=settings.redis_timeout_s)
     queue = SettlementQueue(broker, settings.queue_name)
     try:
-        serve(create_app(settings, db, queue), host, port)
+        serve(create_app(settings, db, queue, shared_limits=True), host, port)
     finally:
         queue.close()
         db.close()

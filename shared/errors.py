@@ -65,3 +65,9 @@ class InvalidCursor(P2PError):
     """A list cursor was not one this service handed out."""
 
     code = "invalid_cursor"
+
+
+class LastApiKey(P2PError):
+    """Revoking this key would leave the user without a live one, locked out for good."""
+
+    code = "last_api_key"

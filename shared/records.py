@@ -49,6 +49,22 @@ class User:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiKey:
+    """What may be shown of a key: never the key itself, nor its hash."""
+
+    id: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> ApiKey:
+        revoked_at = row["revoked_at"]
+        return cls(
+            row["id"], from_text(row["created_at"]), from_text(revoked_at) if revoked_at else None
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class AccountState:
     """What deciding about money needs of an account: no aggregates, one row read."""
 

@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(default=0.5, gt=0)
     queue_name: str = "payments"
 
+    # Per API key, on transfers and deposits: a sustained rate and the burst allowed on
+    # top of it (GCRA). Either one 0 turns the limit off.
+    rate_limit_per_s: float = Field(default=100.0, ge=0, le=1_000_000)
+    rate_limit_burst: int = Field(default=100, ge=0, le=1_000_000)
+
     worker_threads: int = Field(default=1, ge=1)
     worker_prefetch: int = Field(default=64, ge=1)
     # How long idle worker threads wait for a message; also the worst case of a stop.

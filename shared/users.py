@@ -1,4 +1,9 @@
-"""Users and their API keys. A key is shown once; only its SHA-256 is stored."""
+"""Users and their API keys. A key is shown once; only its SHA-256 is stored.
+
+A key is ``p2p_`` + 16 hex digits naming it + 48 hex digits of secret; its id is
+``key_`` + those 16 digits, so a key can be told apart from another without its secret,
+and a leaked one can be found by ``KEY_PATTERN``.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,13 @@ import sqlite3
 
 from shared.clock import new_id, to_text, utcnow
 from shared.db import Database
-from shared.errors import EmailTaken
-from shared.records import User
+from shared.errors import EmailTaken, LastApiKey, NotFound
+from shared.pages import cursor_bound, page_of
+from shared.records import ApiKey, Page, User
 
 KEY_PREFIX = "p2p_"
+KEY_PATTERN = r"\bp2p_[0-9a-f]{64}\b"
+"""What a secret scanner should look for (the README says so too)."""
 _KEY = re.compile(r"p2p_([0-9a-f]{16})([0-9a-f]{48})")
 
 
@@ -42,7 +50,9 @@ def authenticate(db: Database, api_key: str) -> User | None:
     match = _KEY.fullmatch(api_key)
     if match is None:
         return None
-    row = (
+    # fetchall, not fetchone: the statement runs to its end, so no read snapshot stays
+    # open on this connection to hide a later revocation.
+    rows = (
         db.connection()
         .execute(
             "SELECT users.*, api_keys.key_hash FROM api_keys"
@@ -50,11 +60,63 @@ def authenticate(db: Database, api_key: str) -> User | None:
             " WHERE api_keys.id = ? AND api_keys.revoked_at IS NULL",
             (f"key_{match[1]}",),
         )
-        .fetchone()
+        .fetchall()
     )
-    if row is None or not hmac.compare_digest(row["key_hash"], _hash(api_key)):
+    if not rows or not hmac.compare_digest(rows[0]["key_hash"], _hash(api_key)):
         return None
-    return User.from_row(row)
+    return User.from_row(rows[0])
+
+
+def key_id_of(api_key: str) -> str:
+    """The id of a well-formed key (``key_`` + its 16 hex digits after ``p2p_``)."""
+    return f"key_{api_key[len(KEY_PREFIX) : len(KEY_PREFIX) + 16]}"
+
+
+def create_api_key(conn: sqlite3.Connection, user_id: str) -> tuple[ApiKey, str]:
+    """Another live key for the user; returns it and the key in clear."""
+    api_key = _insert_api_key(conn, user_id, to_text(utcnow()))
+    return _owned_key(conn, user_id, key_id_of(api_key)), api_key
+
+
+def list_api_keys(db: Database, user_id: str, *, limit: int, cursor: str | None) -> Page[ApiKey]:
+    """The user's keys, revoked ones too, newest first."""
+    rows = (
+        db.connection()
+        .execute(
+            "SELECT * FROM api_keys WHERE user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+            (user_id, cursor_bound(cursor), limit + 1),
+        )
+        .fetchall()
+    )
+    return page_of(rows, limit, ApiKey.from_row)
+
+
+def revoke_api_key(conn: sqlite3.Connection, user_id: str, key_id: str) -> ApiKey:
+    """Revoke one of the user's keys; a key revoked already stays as it was.
+
+    Raises:
+        NotFound: no such key, or another user's.
+        LastApiKey: it is the user's only live key.
+    """
+    key = _owned_key(conn, user_id, key_id)
+    if key.revoked_at is not None:
+        return key
+    live = conn.execute(
+        "SELECT count(*) FROM api_keys WHERE user_id = ? AND revoked_at IS NULL", (user_id,)
+    ).fetchone()[0]
+    if live <= 1:
+        raise LastApiKey(f"{key_id} is your only live API key: create another before revoking it")
+    conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (to_text(utcnow()), key_id))
+    return _owned_key(conn, user_id, key_id)
+
+
+def _owned_key(conn: sqlite3.Connection, user_id: str, key_id: str) -> ApiKey:
+    row = conn.execute(
+        "SELECT * FROM api_keys WHERE id = ? AND user_id = ?", (key_id, user_id)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no API key {key_id}")
+    return ApiKey.from_row(row)
 
 
 def _insert_api_key(conn: sqlite3.Connection, user_id: str, now: str) -> str:

@@ -17,6 +17,30 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+def _header(description: str, *, required: bool) -> dict[str, Any]:
+    return {"description": description, "required": required, "schema": {"type": "string"}}
+
+
+_RATE_LIMIT_HEADERS = {
+    "RateLimit-Policy": 'The limit, e.g. `"burst";q=100;w=1`: `q` at once, all back in `w` s.',
+    "RateLimit": 'What is left, e.g. `"burst";r=99;t=1`: `r` now, all back in `t` s.',
+}
+
+
+def rate_limited(success: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a rate-limited operation: ``429``, and the fields on ``success``."""
+    refused = problems(429)[429]
+    refused["headers"] = {
+        "Retry-After": _header("Whole seconds until a request would pass.", required=True),
+        **{name: _header(text, required=True) for name, text in _RATE_LIMIT_HEADERS.items()},
+    }
+    sent = {
+        name: _header(f"When limits are on. {text}", required=False)
+        for name, text in _RATE_LIMIT_HEADERS.items()
+    }
+    return {429: refused, success: {"headers": sent}}
+
+
 def check_amount(amount: int, max_amount: int) -> None:
     """``P2P_MAX_AMOUNT`` is a setting, so the schema cannot carry it: check it here.
 

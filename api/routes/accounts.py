@@ -4,8 +4,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import CurrentUser, IdempotencyKey, ServicesDep
-from api.routes._docs import check_amount, problems
+from api.deps import CurrentUser, IdempotencyKey, RateLimited, ServicesDep
+from api.routes._docs import check_amount, problems, rate_limited
 from api.schemas import (
     AccountCreate,
     AccountPublic,
@@ -65,7 +65,8 @@ async def update_account(
 @router.post(
     "/accounts/{account_id}/deposits",
     status_code=201,
-    responses=problems(400, 404, 409, 413, 415, 422),
+    responses=problems(400, 404, 409, 413, 415, 422) | rate_limited(201),
+    dependencies=[RateLimited],
 )
 async def deposit(
     account_id: str,
@@ -75,7 +76,10 @@ async def deposit(
     services: ServicesDep,
     response: Response,
 ) -> DepositPublic:
-    """Money in from outside, applied at once. Idempotent by `Idempotency-Key`."""
+    """Money in from outside, applied at once. Idempotent by `Idempotency-Key`.
+
+    Rate-limited per API key (`429`); a replay counts too.
+    """
     check_amount(body.amount, services.settings.max_amount)
     made, replayed = await services.write(
         accounts.deposit,

@@ -5,8 +5,8 @@ from typing import Annotated
 import anyio.to_thread
 from fastapi import APIRouter, Query, Response
 
-from api.deps import CurrentUser, IdempotencyKey, ServicesDep
-from api.routes._docs import check_amount, problems
+from api.deps import CurrentUser, IdempotencyKey, RateLimited, ServicesDep
+from api.routes._docs import check_amount, problems, rate_limited
 from api.routes.accounts import Cursor, Limit
 from api.schemas import ListPage, PaymentPublic, TransferCreate
 from shared import logs, payments
@@ -15,7 +15,12 @@ from shared.records import PaymentStatus
 router = APIRouter(tags=["payments"], responses=problems(401))
 
 
-@router.post("/payments/transfer", status_code=202, responses=problems(400, 404, 413, 415, 422))
+@router.post(
+    "/payments/transfer",
+    status_code=202,
+    responses=problems(400, 404, 413, 415, 422) | rate_limited(202),
+    dependencies=[RateLimited],
+)
 async def transfer(
     body: TransferCreate,
     user: CurrentUser,
@@ -25,7 +30,8 @@ async def transfer(
 ) -> PaymentPublic:
     """Accept a transfer: recorded `pending`, settled by the worker; poll `Location`.
 
-    Idempotent by `Idempotency-Key`, scoped to the sending account.
+    Idempotent by `Idempotency-Key`, scoped to the sending account. Rate-limited per
+    API key (`429`); a replay counts too.
     """
     check_amount(body.amount, services.settings.max_amount)
     payment, replayed = await services.write(

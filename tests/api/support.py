@@ -41,6 +41,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "retry_min_backoff_ms": 10,
         "retry_max_backoff_ms": 50,
         "worker_timeout_ms": 20,
+        # Off unless a test is about rate limits (tests/api/test_rate_limits.py).
+        "rate_limit_per_s": 0,
     }
     values.update(overrides)
     return Settings(**values)

@@ -40,7 +40,7 @@ def main() -> None:
     broker = redis_broker(settings.redis_url, timeout_s=settings.redis_timeout_s)
     queue = CrashBeforeEnqueue(broker, settings.queue_name)
     try:
-        serve(create_app(settings, db, queue), args.host, args.port)
+        serve(create_app(settings, db, queue, shared_limits=True), args.host, args.port)
     finally:
         db.close()
 

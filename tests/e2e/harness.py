@@ -148,6 +148,9 @@ class Stack:
             P2P_SWEEP_INTERVAL_S="0.2",
             P2P_SWEEP_GRACE_S="1",
             P2P_LOG_LEVEL="INFO",
+            # On, through Redis, but never reached unless a test lowers it.
+            P2P_RATE_LIMIT_PER_S="100000",
+            P2P_RATE_LIMIT_BURST="100000",
         )
         env.update(self.overrides)
         return env

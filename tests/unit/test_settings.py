@@ -48,3 +48,35 @@ def test_the_defaults_are_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -
 def test_a_redis_url_of_another_scheme_is_refused() -> None:
     with pytest.raises(ValidationError, match="redis_url"):
         Settings(redis_url="http://localhost:6379")
+
+
+def test_rate_limits_default_to_100_a_second_per_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("P2P_RATE_LIMIT_PER_S", "P2P_RATE_LIMIT_BURST"):
+        monkeypatch.delenv(name, raising=False)
+
+    settings = Settings()
+
+    assert (settings.rate_limit_per_s, settings.rate_limit_burst) == (100.0, 100)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("P2P_RATE_LIMIT_PER_S", "-1"),
+        ("P2P_RATE_LIMIT_BURST", "-1"),
+        ("P2P_RATE_LIMIT_BURST", "1.5"),
+    ],
+)
+def test_a_negative_or_fractional_rate_limit_is_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(ValidationError, match=name.removeprefix("P2P_").lower()):
+        Settings()
+
+
+def test_a_fractional_rate_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("P2P_RATE_LIMIT_PER_S", "0.5")
+
+    assert Settings().rate_limit_per_s == 0.5

@@ -1,12 +1,21 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
 
 from shared.db import Database
-from shared.errors import EmailTaken
-from shared.users import KEY_PREFIX, authenticate, sign_up
+from shared.errors import EmailTaken, LastApiKey, NotFound
+from shared.users import (
+    KEY_PATTERN,
+    KEY_PREFIX,
+    authenticate,
+    create_api_key,
+    key_id_of,
+    revoke_api_key,
+    sign_up,
+)
 from tests.unit.helpers import count_rows
 
 
@@ -95,3 +104,43 @@ def test_the_email_is_kept_as_it_was_given(db: Database) -> None:
     user, _ = db.run(sign_up, "Ada", "Ada@Example.com")
 
     assert user.email == "Ada@Example.com"
+
+
+def test_a_revoked_key_no_longer_authenticates_and_the_other_still_does(db: Database) -> None:
+    user, first = db.run(sign_up, "Ada", "ada@example.com")
+    key, second = db.run(create_api_key, user.id)
+
+    revoked = db.run(revoke_api_key, user.id, key_id_of(first))
+
+    assert key.id == key_id_of(second)
+    assert revoked.id == key_id_of(first)
+    assert revoked.revoked_at is not None
+    assert authenticate(db, first) is None
+    assert authenticate(db, second) == user
+
+
+def test_the_last_live_key_is_never_revoked(db: Database) -> None:
+    user, api_key = db.run(sign_up, "Ada", "ada@example.com")
+
+    with pytest.raises(LastApiKey):
+        db.run(revoke_api_key, user.id, key_id_of(api_key))
+
+    assert authenticate(db, api_key) == user
+
+
+def test_nobody_revokes_another_users_key(db: Database) -> None:
+    ada, _ = db.run(sign_up, "Ada", "ada@example.com")
+    bea, bea_key = db.run(sign_up, "Bea", "bea@example.com")
+    db.run(create_api_key, bea.id)
+
+    with pytest.raises(NotFound):
+        db.run(revoke_api_key, ada.id, key_id_of(bea_key))
+
+    assert authenticate(db, bea_key) == bea
+
+
+def test_the_documented_pattern_finds_a_leaked_key_in_a_diff(db: Database) -> None:
+    _, api_key = db.run(sign_up, "Ada", "ada@example.com")
+    diff = f'+API_KEY = "{api_key}"\n-API_KEY = "p2p_not-a-key"\n+id = "key_{api_key[4:20]}"\n'
+
+    assert re.findall(KEY_PATTERN, diff) == [api_key]
