@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from shared import errors
 
@@ -96,6 +97,22 @@ def validation_problem(errs: Sequence[Any]) -> JSONResponse:
     )
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the path answers. Starlette names only those of the first route on the
+    path, which for ``/accounts`` (one route per method) leaves the others out."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    )
+
+
 def install(app: FastAPI) -> None:
     """Answer every error as a problem: ours, FastAPI's and Starlette's."""
 
@@ -119,12 +136,10 @@ def install(app: FastAPI) -> None:
         )
         if error.status_code == 404 and detail == "Not Found":
             detail = f"no route {request.url.path}"
-        return problem(
-            error.status_code,
-            code,
-            detail,
-            headers=dict(error.headers) if error.headers else None,
-        )
+        headers = dict(error.headers) if error.headers else {}
+        if error.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        return problem(error.status_code, code, detail, headers=headers or None)
 
     async def on_crash(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
