@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
@@ -11,7 +12,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from shared import errors
 
@@ -97,18 +97,29 @@ def validation_problem(errs: Sequence[Any]) -> JSONResponse:
     )
 
 
-_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE")
+_METHODS = frozenset({"delete", "get", "head", "options", "patch", "post", "put", "trace"})
 
 
-def _allowed_methods(request: Request) -> str:
-    """Every method the path answers. Starlette names only those of the first route on the
-    path, which for ``/accounts`` (one route per method) leaves the others out."""
-    routes = request.app.router.routes
-    return ", ".join(
-        method
-        for method in _METHODS
-        if any(
-            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+def _allowed_methods(request: Request, starlettes: str) -> str:
+    """The methods ``/openapi.json`` gives the path: Starlette names only those of the
+    first route matching it (``/accounts`` has one route per method), and a literal path
+    such as ``/payments/transfer`` comes before the template ``/payments/{payment_id}``."""
+    paths: dict[str, dict[str, Any]] = request.app.openapi()["paths"]
+    path = request.url.path
+    if path in paths:
+        items = [paths[path]]
+    else:
+        items = [item for template, item in paths.items() if _template(template).fullmatch(path)]
+    methods = sorted({method.upper() for item in items for method in item if method in _METHODS})
+    return ", ".join(methods) or starlettes
+
+
+def _template(path: str) -> re.Pattern[str]:
+    """``/accounts/{account_id}`` as a pattern matching ``/accounts/acc_...``."""
+    segments = path.split("/")
+    return re.compile(
+        "/".join(
+            "[^/]+" if s.startswith("{") and s.endswith("}") else re.escape(s) for s in segments
         )
     )
 
@@ -138,7 +149,7 @@ def install(app: FastAPI) -> None:
             detail = f"no route {request.url.path}"
         headers = dict(error.headers) if error.headers else {}
         if error.status_code == 405:
-            headers["Allow"] = _allowed_methods(request)
+            headers["Allow"] = _allowed_methods(request, headers.get("Allow", ""))
         return problem(error.status_code, code, detail, headers=headers or None)
 
     async def on_crash(request: Request, error: Exception) -> JSONResponse:
