@@ -12,8 +12,11 @@ does not run on pytest 9.2, so each operation is a subtest with a ``@given`` of 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import hypothesis
@@ -30,6 +33,7 @@ from tests import fuzz_budget
 from tests.e2e.harness import ApiClient, Stack, transfer
 
 Operation = schemathesis.APIOperation[Any, Any, Any, Any]
+ST = str(Path(sys.executable).with_name("st"))
 EXAMPLES_PER_OPERATION = fuzz_budget.examples(40)
 # positive_data_acceptance expects every schema-valid request to succeed, but the
 # contract refuses more than JSON Schema can say: 7.0 as an amount, unknown currencies,
@@ -148,3 +152,34 @@ def _fuzz(operation: Operation, session: requests.Session, world: World) -> None
     if fuzz_budget.SEED is not None:
         fuzz = hypothesis.seed(fuzz_budget.SEED)(fuzz)
     fuzz()
+
+
+def test_a_schemathesis_run_through_every_phase_finds_nothing(world: World, tmp_path: Path) -> None:
+    """``st run`` as in a terminal: examples, coverage (boundaries, missing headers, methods
+    the path does not have), fuzzing and stateful chains along the links it infers
+    (open an account, deposit, transfer, read the payment), with every check."""
+    argv = [
+        ST,
+        "run",
+        f"{world.url}/openapi.json",
+        "--header",
+        f"Authorization: {world.headers['Authorization']}",
+        "--max-examples",
+        str(fuzz_budget.examples(100)),
+        "--checks",
+        "all",
+        "--exclude-checks",
+        ",".join(check.__name__ for check in NOT_CHECKED),
+        "--request-timeout",
+        "40",
+        "--no-color",
+    ]
+    if fuzz_budget.SEED is None:
+        argv.append("--generation-deterministic")
+    else:
+        argv += ["--seed", str(fuzz_budget.SEED), "--generation-database", "none"]
+
+    run = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert " passed" in run.stdout, run.stdout
