@@ -55,10 +55,12 @@ T = TypeVar("T")
 
 CURRENCIES = ("USD", "EUR", "JPY")
 # A small pool, so that keys are often reused: replays and reuse with another body.
-KEYS = st.sampled_from([f"key-{n}" for n in range(4)])
-# Mostly everyday sums; now and then one at the limits of what a balance can hold.
-SMALL = st.integers(1, 2_000)
-AMOUNTS = st.one_of(SMALL, SMALL, SMALL, st.sampled_from([MAX_BALANCE // 2, MAX_BALANCE]))
+KEYS = st.sampled_from([f"key-{n}" for n in range(6)])
+# Mostly everyday sums, deposits larger than transfers so that most transfers can go
+# through; now and then one at the limits of what a balance can hold.
+LIMITS = st.sampled_from([MAX_BALANCE // 2, MAX_BALANCE - 1, MAX_BALANCE])
+DEPOSITS = st.one_of(*[st.integers(1, 10_000)] * 4, LIMITS)
+TRANSFERS = st.one_of(*[st.integers(1, 1_000)] * 4, LIMITS)
 # Mostly USD, so that most transfers are between accounts of one currency.
 CURRENCY_CHOICES = st.sampled_from(["USD", "USD", "USD", "EUR", "JPY"])
 SELDOM = st.integers(0, 7).map(lambda n: n == 0)
@@ -98,7 +100,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.deposit_keys: dict[tuple[str, str], tuple[tuple[int, str | None], str]] = {}
         self.transfer_keys: dict[tuple[str, str], tuple[Transfer, str]] = {}
         self.payments: list[ModelPayment] = []
-        self._emails = itertools.count()
+        self._serial = itertools.count()
 
     def teardown(self) -> None:
         self.db.close()
@@ -110,11 +112,14 @@ class EngineMachine(RuleBasedStateMachine):
         target=accounts,
         currencies=st.lists(CURRENCY_CHOICES, min_size=3, max_size=5),
     )
-    def three_users_and_their_accounts(self, currencies: list[str]) -> MultipleResults[str]:
+    def three_users_and_funded_accounts(self, currencies: list[str]) -> MultipleResults[str]:
         for _ in range(3):
-            user, _ = self.db.run(sign_up, "Fuzz", f"fuzz-{next(self._emails)}@example.com")
+            user, _ = self.db.run(sign_up, "Fuzz", f"fuzz-{next(self._serial)}@example.com")
             self.users.append(user.id)
-        return multiple(*(self._open(n, currency) for n, currency in enumerate(currencies)))
+        opened = [self._open(n, currency) for n, currency in enumerate(currencies)]
+        for account in opened:
+            self.deposit(account, 5_000, "opening balance", "opening")
+        return multiple(*opened)
 
     @rule(target=accounts, user=st.integers(0, 2), currency=CURRENCY_CHOICES)
     def open_account(self, user: int, currency: str) -> str:
@@ -134,7 +139,7 @@ class EngineMachine(RuleBasedStateMachine):
 
     # --- money in ------------------------------------------------------------------
 
-    @rule(account=accounts, amount=AMOUNTS, description=DESCRIPTIONS, key=KEYS)
+    @rule(account=accounts, amount=DEPOSITS, description=DESCRIPTIONS, key=KEYS)
     def deposit(self, account: str, amount: int, description: str | None, key: str) -> None:
         held = self.model[account]
         body = (amount, description)
@@ -167,12 +172,19 @@ class EngineMachine(RuleBasedStateMachine):
         assert deposit.balance_after == held.balance
         self.deposit_keys[(account, key)] = (body, deposit.id)
 
+    @rule(account=accounts, room=st.integers(0, 3))
+    def fill_to_the_brim(self, account: str, room: int) -> None:
+        """A balance a few units short of 2^63 - 1, where any credit must be refused."""
+        amount = MAX_BALANCE - self.model[account].balance - room
+        if amount >= 1:
+            self.deposit(account, amount, None, f"brim-{next(self._serial)}")
+
     # --- transfers -----------------------------------------------------------------
 
     @rule(
         sender=accounts,
         receiver=accounts,
-        amount=AMOUNTS,
+        amount=TRANSFERS,
         other_currency=SELDOM,
         as_stranger=SELDOM,
         key=KEYS,
@@ -232,6 +244,7 @@ class EngineMachine(RuleBasedStateMachine):
         assert settled is not None
         assert (settled.status, settled.failure_code) == (payment.status, payment.failure_code)
 
+    @precondition(lambda self: self._pending())
     @rule(limit=st.integers(1, 6))
     def settle_group(self, limit: int) -> None:
         oldest = self._pending()[:limit]
@@ -338,7 +351,7 @@ def test_the_engine_keeps_every_invariant_through_random_operations() -> None:
     run_state_machine_as_test(
         factory,
         settings=settings(
-            max_examples=fuzz_budget.examples(100),
+            max_examples=fuzz_budget.examples(200),
             stateful_step_count=50,
             deadline=None,
             derandomize=fuzz_budget.SEED is None,
