@@ -48,17 +48,17 @@ class World:
         self.url = api_url
         with ApiClient(api_url) as client:
             ada = client.customer(deposit=1_000_000)
-            ada_savings = client.customer()
+            carol = client.customer()
             bob = client.customer(deposit=500)
             done = client.accepted(transfer(bob, ada, 200))
             failed = client.accepted(transfer(bob, ada, 10_000))
             client.wait_all_final([(bob, done["id"]), (bob, failed["id"])])
         self.headers = ada.headers
-        # ada_savings is another user's account, so for ada: another user's (404).
+        # Bob's accounts are another user's: ada may pay into them, not from them (404).
         self.ids: dict[str, list[str]] = {
             "account_id": [ada.account_id, bob.account_id],
             "from_account_id": [ada.account_id, bob.account_id],
-            "to_account_id": [bob.account_id, ada_savings.account_id],
+            "to_account_id": [bob.account_id, carol.account_id],
             "payment_id": [done["id"], failed["id"]],
         }
 
