@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from api import problems, request_context
-from api.deps import Services
+from api.deps import IDEMPOTENCY_KEY_SCHEMA, Services
 from api.limiter import RateLimiter
 from api.metrics import ApiMetrics
 from api.middleware import AuthenticationMiddleware, BodyMiddleware, MetricsMiddleware
@@ -96,6 +96,14 @@ def _describe_truthfully(app: FastAPI, settings: Settings) -> None:
             for operation in operations.values():
                 if path not in {"/users", "/healthz", "/readyz", "/metrics"}:
                     operation["security"] = [{"bearer": []}]
+                if "requestBody" in operation:
+                    # Bytes that are not UTF-8 JSON are refused before any field is read.
+                    operation["responses"].setdefault("400", {"description": "Bad Request"})
+                for parameter in operation.get("parameters", ()):
+                    if parameter["name"] == "Idempotency-Key":
+                        # Declared optional so that a missing key is our 400, not FastAPI's 422.
+                        parameter["required"] = True
+                        parameter["schema"] = dict(IDEMPOTENCY_KEY_SCHEMA)
                 for status, answer in operation["responses"].items():
                     if int(status) >= 400:
                         answer["content"] = {

@@ -21,6 +21,14 @@ from shared.settings import Settings
 from worker.queue import SettlementQueue
 
 _IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+# What /openapi.json promises a client: HTTP trims spaces around a header value, so a key
+# that starts or ends with one would not arrive as sent.
+IDEMPOTENCY_KEY_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 255,
+    "pattern": "^[!-~]([ -~]{0,253}[!-~])?$",
+}
 
 T = TypeVar("T")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
@@ -97,6 +98,33 @@ def validation_problem(errs: Sequence[Any]) -> JSONResponse:
     )
 
 
+_METHODS = frozenset({"delete", "get", "head", "options", "patch", "post", "put", "trace"})
+
+
+def _allowed_methods(request: Request, starlettes: str) -> str:
+    """The methods ``/openapi.json`` gives the path: Starlette names only those of the
+    first route matching it (``/accounts`` has one route per method), and a literal path
+    such as ``/payments/transfer`` comes before the template ``/payments/{payment_id}``."""
+    paths: dict[str, dict[str, Any]] = request.app.openapi()["paths"]
+    path = request.url.path
+    if path in paths:
+        items = [paths[path]]
+    else:
+        items = [item for template, item in paths.items() if _template(template).fullmatch(path)]
+    methods = sorted({method.upper() for item in items for method in item if method in _METHODS})
+    return ", ".join(methods) or starlettes
+
+
+def _template(path: str) -> re.Pattern[str]:
+    """``/accounts/{account_id}`` as a pattern matching ``/accounts/acc_...``."""
+    segments = path.split("/")
+    return re.compile(
+        "/".join(
+            "[^/]+" if s.startswith("{") and s.endswith("}") else re.escape(s) for s in segments
+        )
+    )
+
+
 def install(app: FastAPI) -> None:
     """Answer every error as a problem: ours, FastAPI's and Starlette's."""
 
@@ -120,12 +148,10 @@ def install(app: FastAPI) -> None:
         )
         if error.status_code == 404 and detail == "Not Found":
             detail = f"no route {request.url.path}"
-        return problem(
-            error.status_code,
-            code,
-            detail,
-            headers=dict(error.headers) if error.headers else None,
-        )
+        headers = dict(error.headers) if error.headers else {}
+        if error.status_code == 405:
+            headers["Allow"] = _allowed_methods(request, headers.get("Allow", ""))
+        return problem(error.status_code, code, detail, headers=headers or None)
 
     async def on_crash(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)

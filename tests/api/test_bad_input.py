@@ -426,6 +426,29 @@ def test_a_wrong_method_is_a_405_problem(
 
 
 @pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/accounts", "GET, POST"),
+        ("/accounts/@sender", "GET, PATCH"),
+        ("/users", "POST"),
+        ("/payments/transfer", "POST"),
+        ("/payments/@sender", "GET"),
+    ],
+)
+def test_a_405_allows_every_method_of_the_path(
+    client: TestClient, world: World, path: str, allowed: str
+) -> None:
+    """Found by schemathesis: ``Allow`` named only the methods of the path's first route,
+    and ``/payments/transfer`` the GET of ``/payments/{payment_id}``."""
+    response = client.request(
+        "OPTIONS", path.replace("@sender", world.sender), headers=world.ada.auth
+    )
+
+    assert_problem(response, 405, "method_not_allowed")
+    assert response.headers["Allow"] == allowed
+
+
+@pytest.mark.parametrize(
     "body",
     [
         {"currency": "eur"},

@@ -175,3 +175,44 @@ def test_a_lower_max_amount_refuses_a_larger_deposit(client: TestClient, ada: Ca
     body = assert_problem(deposit(501), 422, "validation_error")
     assert body["errors"][0]["loc"] == ["body", "amount"]
     assert deposit(500).status_code == 201
+
+
+def test_a_body_that_is_not_json_gets_a_documented_answer(client: TestClient, ada: Caller) -> None:
+    """Found by schemathesis: bytes that are not UTF-8 answered an undocumented 400."""
+    document = _document(client)
+    account = open_account(client, ada)
+    checked = 0
+    for path, method, operation in _operations(document):
+        if "requestBody" not in operation:
+            continue
+        response = client.request(
+            method,
+            path.replace("{account_id}", account),
+            content=b"\xff\xfe{",
+            headers={**ada.keyed(new_key()), "Content-Type": "application/json"},
+        )
+        assert_problem(response, 400, "bad_request")
+        assert "400" in operation["responses"], (method, path)
+        checked += 1
+    assert checked >= 5
+
+
+def test_the_idempotency_key_is_documented_as_required_with_its_shape(client: TestClient) -> None:
+    """Found by schemathesis: the key was documented optional, and a missing one is a 400."""
+    document = _document(client)
+    keyed = set()
+    for path, method, operation in _operations(document):
+        for parameter in operation.get("parameters", []):
+            if parameter["name"] == "Idempotency-Key":
+                keyed.add((method, path))
+                assert parameter["in"] == "header"
+                assert parameter["required"] is True
+                schema = parameter["schema"]
+                assert (schema["minLength"], schema["maxLength"]) == (1, 255)
+                pattern = re.compile(schema["pattern"])
+                assert pattern.fullmatch("rent-2026-11")
+                assert pattern.fullmatch("a b")
+                assert not pattern.fullmatch(" a")
+                assert not pattern.fullmatch("é")
+                assert "400" in operation["responses"], (method, path)
+    assert keyed == {("post", "/payments/transfer"), ("post", "/accounts/{account_id}/deposits")}

@@ -1,0 +1,361 @@
+"""The engine, driven by Hypothesis through random sign-ups, deposits, transfers, replays,
+freezes and settling, against a model of balances small enough to be obviously right.
+
+After every step each invariant is checked: balances, ``pending_out`` and every payment's
+outcome are the model's; per currency the balances add up to the deposits; every ledger
+entry continues its account's running balance; and ``p2p verify`` finds nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from hypothesis import HealthCheck, seed, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    MultipleResults,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from shared import accounts
+from shared.accounts import MAX_BALANCE
+from shared.audit import verify
+from shared.db import Database
+from shared.engine import settle_payment, settle_pending
+from shared.errors import (
+    AccountFrozen,
+    BalanceLimitExceeded,
+    CurrencyMismatch,
+    IdempotencyKeyReused,
+    NotFound,
+    P2PError,
+    SameAccount,
+)
+from shared.payments import Transfer, submit_transfer
+from shared.records import AccountStatus
+from shared.users import sign_up
+from tests import fuzz_budget
+
+T = TypeVar("T")
+
+CURRENCIES = ("USD", "EUR", "JPY")
+# A small pool, so that keys are often reused: replays and reuse with another body.
+KEYS = st.sampled_from([f"key-{n}" for n in range(6)])
+# Mostly everyday sums, deposits larger than transfers so that most transfers can go
+# through; now and then one at the limits of what a balance can hold.
+LIMITS = st.sampled_from([MAX_BALANCE // 2, MAX_BALANCE - 1, MAX_BALANCE])
+DEPOSITS = st.one_of(*[st.integers(1, 10_000)] * 4, LIMITS)
+TRANSFERS = st.one_of(*[st.integers(1, 1_000)] * 4, LIMITS)
+# Mostly USD, so that most transfers are between accounts of one currency.
+CURRENCY_CHOICES = st.sampled_from(["USD", "USD", "USD", "EUR", "JPY"])
+SELDOM = st.integers(0, 7).map(lambda n: n == 0)
+DESCRIPTIONS = st.sampled_from([None, "rent"])
+
+
+@dataclass
+class ModelAccount:
+    owner: str
+    currency: str
+    balance: int = 0
+    frozen: bool = False
+
+
+@dataclass
+class ModelPayment:
+    id: str
+    sender: str
+    receiver: str
+    amount: int
+    status: str = "pending"
+    failure_code: str | None = None
+
+
+class EngineMachine(RuleBasedStateMachine):
+    accounts = Bundle("accounts")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.directory = tempfile.mkdtemp(prefix="p2p-stateful-")
+        # NORMAL skips the fsync per commit: durability is not what this test is about.
+        self.db = Database(str(Path(self.directory) / "p2p.db"), synchronous="NORMAL")
+        self.db.migrate()
+        self.users: list[str] = []
+        self.model: dict[str, ModelAccount] = {}
+        self.deposited: defaultdict[str, int] = defaultdict(int)
+        self.deposit_keys: dict[tuple[str, str], tuple[tuple[int, str | None], str]] = {}
+        self.transfer_keys: dict[tuple[str, str], tuple[Transfer, str]] = {}
+        self.payments: list[ModelPayment] = []
+        self._serial = itertools.count()
+
+    def teardown(self) -> None:
+        self.db.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    # --- people and accounts -------------------------------------------------------
+
+    @initialize(
+        target=accounts,
+        currencies=st.lists(CURRENCY_CHOICES, min_size=3, max_size=5),
+    )
+    def three_users_and_funded_accounts(self, currencies: list[str]) -> MultipleResults[str]:
+        for _ in range(3):
+            user, _ = self.db.run(sign_up, "Fuzz", f"fuzz-{next(self._serial)}@example.com")
+            self.users.append(user.id)
+        opened = [self._open(n, currency) for n, currency in enumerate(currencies)]
+        for account in opened:
+            self.deposit(account, 5_000, "opening balance", "opening")
+        return multiple(*opened)
+
+    @rule(target=accounts, user=st.integers(0, 2), currency=CURRENCY_CHOICES)
+    def open_account(self, user: int, currency: str) -> str:
+        return self._open(user, currency)
+
+    def _open(self, user: int, currency: str) -> str:
+        owner = self.users[user % len(self.users)]
+        account = self.db.run(accounts.open_account, owner, currency)
+        self.model[account.id] = ModelAccount(owner, currency)
+        return account.id
+
+    @rule(account=accounts, frozen=SELDOM)
+    def freeze_or_unfreeze(self, account: str, frozen: bool) -> None:
+        status = AccountStatus.FROZEN if frozen else AccountStatus.ACTIVE
+        self.db.run(accounts.set_status, self.model[account].owner, account, status)
+        self.model[account].frozen = frozen
+
+    # --- money in ------------------------------------------------------------------
+
+    @rule(account=accounts, amount=DEPOSITS, description=DESCRIPTIONS, key=KEYS)
+    def deposit(self, account: str, amount: int, description: str | None, key: str) -> None:
+        held = self.model[account]
+        body = (amount, description)
+        expected: type[P2PError] | None = None
+        seen = self.deposit_keys.get((account, key))
+        if seen is not None and seen[0] != body:
+            expected = IdempotencyKeyReused
+        elif seen is None and held.frozen:
+            expected = AccountFrozen
+        elif seen is None and held.balance > MAX_BALANCE - amount:
+            expected = BalanceLimitExceeded
+        made = self._attempt(
+            expected,
+            accounts.deposit,
+            held.owner,
+            account,
+            amount=amount,
+            description=description,
+            idempotency_key=key,
+        )
+        if made is None:
+            return
+        deposit, replayed = made
+        assert replayed is (seen is not None)
+        if seen is not None:
+            assert deposit.id == seen[1]
+            return
+        held.balance += amount
+        self.deposited[held.currency] += amount
+        assert deposit.balance_after == held.balance
+        self.deposit_keys[(account, key)] = (body, deposit.id)
+
+    @rule(account=accounts, room=st.integers(0, 3))
+    def fill_to_the_brim(self, account: str, room: int) -> None:
+        """A balance a few units short of 2^63 - 1, where any credit must be refused."""
+        amount = MAX_BALANCE - self.model[account].balance - room
+        if amount >= 1:
+            self.deposit(account, amount, None, f"brim-{next(self._serial)}")
+
+    # --- transfers -----------------------------------------------------------------
+
+    @rule(
+        sender=accounts,
+        receiver=accounts,
+        amount=TRANSFERS,
+        other_currency=SELDOM,
+        as_stranger=SELDOM,
+        key=KEYS,
+    )
+    def submit(
+        self,
+        sender: str,
+        receiver: str,
+        amount: int,
+        other_currency: bool,
+        as_stranger: bool,
+        key: str,
+    ) -> None:
+        held = self.model[sender]
+        currency = held.currency
+        if other_currency:
+            currency = CURRENCIES[(CURRENCIES.index(currency) + 1) % len(CURRENCIES)]
+        caller = held.owner
+        if as_stranger:
+            caller = next((user for user in self.users if user != held.owner), held.owner)
+        transfer = Transfer(sender, receiver, amount, currency)
+        seen = self.transfer_keys.get((sender, key))
+        pending_out = sum(p.amount for p in self._pending() if p.sender == sender)
+        expected: type[P2PError] | None = None
+        if sender == receiver:
+            expected = SameAccount
+        elif caller != held.owner:
+            expected = NotFound
+        elif seen is not None:
+            expected = None if seen[0] == transfer else IdempotencyKeyReused
+        elif currency != held.currency or currency != self.model[receiver].currency:
+            expected = CurrencyMismatch
+        elif pending_out > MAX_BALANCE - amount:
+            expected = BalanceLimitExceeded
+        made = self._attempt(expected, submit_transfer, caller, transfer, key)
+        if made is None:
+            return
+        payment, replayed = made
+        assert replayed is (seen is not None)
+        if seen is not None:
+            assert payment.id == seen[1]
+            return
+        assert payment.status == "pending"
+        self.payments.append(ModelPayment(payment.id, sender, receiver, amount))
+        self.transfer_keys[(sender, key)] = (transfer, payment.id)
+
+    # --- settling ------------------------------------------------------------------
+
+    @precondition(lambda self: self.payments)
+    @rule(pick=st.integers(0, 10_000))
+    def settle_one(self, pick: int) -> None:
+        """Any payment, settled or not: settling again must change nothing."""
+        payment = self.payments[pick % len(self.payments)]
+        if payment.status == "pending":
+            self._judge(payment)
+        settled = settle_payment(self.db, payment.id)
+        assert settled is not None
+        assert (settled.status, settled.failure_code) == (payment.status, payment.failure_code)
+
+    @precondition(lambda self: self._pending())
+    @rule(limit=st.integers(1, 6))
+    def settle_group(self, limit: int) -> None:
+        oldest = self._pending()[:limit]
+        for payment in oldest:
+            self._judge(payment)
+        settled = settle_pending(self.db, limit=limit)
+        assert [p.id for p in settled] == [p.id for p in oldest]
+        for got, want in zip(settled, oldest, strict=True):
+            assert (got.status, got.failure_code) == (want.status, want.failure_code)
+
+    # --- invariants ----------------------------------------------------------------
+
+    @invariant()
+    def balances_pending_out_and_status_are_the_models(self) -> None:
+        rows = self.db.connection().execute("SELECT id, balance, pending_out, status FROM accounts")
+        pending_out: defaultdict[str, int] = defaultdict(int)
+        for payment in self._pending():
+            pending_out[payment.sender] += payment.amount
+        seen = {}
+        for row in rows:
+            held = self.model[row["id"]]
+            seen[row["id"]] = (row["balance"], row["pending_out"], row["status"])
+            want = (held.balance, pending_out[row["id"]], "frozen" if held.frozen else "active")
+            assert seen[row["id"]] == want, row["id"]
+        assert seen.keys() == self.model.keys()
+
+    @invariant()
+    def per_currency_balances_add_up_to_deposits(self) -> None:
+        totals: defaultdict[str, int] = defaultdict(int)
+        for currency, balance in self.db.connection().execute(
+            "SELECT currency, balance FROM accounts"
+        ):
+            totals[currency] += balance
+        assert {c: t for c, t in totals.items() if t} == {
+            c: t for c, t in self.deposited.items() if t
+        }
+
+    @invariant()
+    def every_payment_is_settled_once_as_the_model_says(self) -> None:
+        rows = {
+            row["id"]: row
+            for row in self.db.connection().execute(
+                "SELECT payments.id, status, failure_code, count(ledger_entries.id) AS entries"
+                " FROM payments LEFT JOIN ledger_entries ON payment_id = payments.id"
+                " GROUP BY payments.id"
+            )
+        }
+        assert rows.keys() == {p.id for p in self.payments}
+        for payment in self.payments:
+            row = rows[payment.id]
+            assert (row["status"], row["failure_code"]) == (payment.status, payment.failure_code)
+            assert row["entries"] == (2 if payment.status == "completed" else 0), payment.id
+
+    @invariant()
+    def every_entry_continues_the_running_balance(self) -> None:
+        last: dict[str, int] = {}
+        for row in self.db.connection().execute(
+            "SELECT account_id, direction, amount, balance_after FROM ledger_entries ORDER BY seq"
+        ):
+            change = row["amount"] if row["direction"] == "credit" else -row["amount"]
+            assert row["balance_after"] == last.get(row["account_id"], 0) + change
+            last[row["account_id"]] = row["balance_after"]
+        for account_id, held in self.model.items():
+            assert last.get(account_id, 0) == held.balance
+
+    @invariant()
+    def the_audit_finds_nothing(self) -> None:
+        assert verify(self.db) == []
+
+    # --- the model -----------------------------------------------------------------
+
+    def _pending(self) -> list[ModelPayment]:
+        return [p for p in self.payments if p.status == "pending"]
+
+    def _judge(self, payment: ModelPayment) -> None:
+        """Settle ``payment`` in the model, as the engine's rules say."""
+        sender, receiver = self.model[payment.sender], self.model[payment.receiver]
+        if sender.frozen or receiver.frozen:
+            payment.status, payment.failure_code = "failed", "account_frozen"
+        elif sender.balance < payment.amount:
+            payment.status, payment.failure_code = "failed", "insufficient_funds"
+        elif receiver.balance > MAX_BALANCE - payment.amount:
+            payment.status, payment.failure_code = "failed", "balance_limit_exceeded"
+        else:
+            sender.balance -= payment.amount
+            receiver.balance += payment.amount
+            payment.status = "completed"
+
+    def _attempt(
+        self, expected: type[P2PError] | None, fn: Callable[..., T], *args: object, **kwargs: object
+    ) -> T | None:
+        """``fn`` in a write transaction: its result, or ``None`` once it raised ``expected``."""
+        if expected is None:
+            return self.db.run(fn, *args, **kwargs)
+        with pytest.raises(expected):
+            self.db.run(fn, *args, **kwargs)
+        return None
+
+
+def test_the_engine_keeps_every_invariant_through_random_operations() -> None:
+    factory = EngineMachine
+    if fuzz_budget.SEED is not None:
+        factory = seed(fuzz_budget.SEED)(factory)
+    run_state_machine_as_test(
+        factory,
+        settings=settings(
+            max_examples=fuzz_budget.examples(200),
+            stateful_step_count=50,
+            deadline=None,
+            derandomize=fuzz_budget.SEED is None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
