@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from api import problems
 from api.deps import Services
@@ -21,9 +22,16 @@ from shared.settings import Settings
 from worker.queue import SettlementQueue
 
 
-def create_app(settings: Settings, db: Database, queue: SettlementQueue) -> FastAPI:
-    """The API over ``db``, waking the worker through ``queue``. The caller owns both."""
-    metrics = ApiMetrics(queue)
+def create_app(
+    settings: Settings,
+    db: Database,
+    queue: SettlementQueue,
+    *,
+    worker_metrics: CollectorRegistry | None = None,
+) -> FastAPI:
+    """The API over ``db``, waking the worker through ``queue``. The caller owns both.
+    ``worker_metrics`` is served on ``/metrics`` too (``p2p dev``: one process, one port)."""
+    metrics = ApiMetrics(queue, also=worker_metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
