@@ -148,6 +148,9 @@ class Stack:
             P2P_SWEEP_INTERVAL_S="0.2",
             P2P_SWEEP_GRACE_S="1",
             P2P_LOG_LEVEL="INFO",
+            # No fixed port: workers of one scenario may overlap. A test that scrapes the
+            # worker sets a free port in ``overrides``.
+            P2P_WORKER_METRICS_PORT="0",
         )
         env.update(self.overrides)
         return env
