@@ -226,6 +226,7 @@ class MetricsServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():
+            self._server.shutdown()  # waits for serve_forever: only once it runs
+            self._thread.join()
         self._server.server_close()
-        self._thread.join()

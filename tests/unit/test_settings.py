@@ -48,3 +48,35 @@ def test_the_defaults_are_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -
 def test_a_redis_url_of_another_scheme_is_refused() -> None:
     with pytest.raises(ValidationError, match="redis_url"):
         Settings(redis_url="http://localhost:6379")
+
+
+def test_the_worker_metrics_and_reconciliation_defaults_are_the_documented_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HOST", "PORT"):
+        monkeypatch.delenv(f"P2P_WORKER_METRICS_{name}", raising=False)
+    for name in ("INTERVAL_S", "BATCH"):
+        monkeypatch.delenv(f"P2P_RECONCILE_{name}", raising=False)
+
+    settings = Settings()
+
+    assert (settings.worker_metrics_host, settings.worker_metrics_port) == ("127.0.0.1", 9191)
+    assert (settings.reconcile_interval_s, settings.reconcile_batch) == (60.0, 1000)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("worker_metrics_port", -1),
+        ("worker_metrics_port", 65536),
+        ("worker_metrics_host", ""),
+        ("worker_metrics_host", "0.0.0.0 "),
+        ("reconcile_interval_s", -1),
+        ("reconcile_batch", 0),
+    ],
+)
+def test_bad_worker_metrics_and_reconciliation_settings_are_refused(
+    name: str, value: object
+) -> None:
+    with pytest.raises(ValidationError, match=name):
+        Settings.model_validate({name: value})
