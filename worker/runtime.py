@@ -89,10 +89,14 @@ def run_worker(settings: Settings) -> None:
     runtime = WorkerRuntime(settings, broker, db, queue_depth=queue_depth)
     server = None
     if settings.worker_metrics_port:
-        # Fails the start if the port is taken: better than a worker nobody can see.
-        server = MetricsServer(
-            runtime.metrics.registry, settings.worker_metrics_host, settings.worker_metrics_port
-        )
+        host, port = settings.worker_metrics_host, settings.worker_metrics_port
+        try:
+            server = MetricsServer(runtime.metrics.registry, host, port)
+        except OSError as error:
+            # A port taken stops the start: better than a worker nobody can see.
+            raise SystemExit(
+                f"p2p worker: cannot serve metrics on {host}:{port}: {error}"
+            ) from None
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())

@@ -3,6 +3,7 @@ a ledger corrupted behind the engine's back."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import time
 
@@ -147,7 +148,7 @@ def test_reconciliation_reports_a_balance_corrupted_behind_the_engines_back(
     worker_log = next(p for p in stack.processes if p.name.startswith("worker")).log_text()
     reported_lines = [line for line in worker_log.splitlines() if "reconciliation" in line]
     assert any(
-        "ERROR" in line and payee.account_id in line and "balance 501" in line
+        "error" in line.lower() and payee.account_id in line and "balance 501" in line
         for line in reported_lines
     ), worker_log
     assert stack.verify().returncode == 1
@@ -176,6 +177,17 @@ def _corrupt(stack: Stack, customer: Customer, cents: int) -> None:
         )
     finally:
         conn.close()
+
+
+def test_a_worker_whose_metrics_port_is_taken_does_not_start(stack: Stack) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        stack.overrides["P2P_WORKER_METRICS_PORT"] = str(holder.getsockname()[1])
+        worker = stack.start_worker()
+
+        assert worker.wait_exit(timeout=20) == 1
+    assert "cannot serve metrics on 127.0.0.1:" in worker.log_text()
 
 
 def test_dev_serves_the_workers_metrics_on_the_api_endpoint(dev_stack: Stack) -> None:
