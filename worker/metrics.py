@@ -24,6 +24,7 @@ from shared.clock import utcnow
 from shared.db import Database
 from shared.engine import pending_backlog
 from shared.records import FailureCode, Payment
+from shared.settings import Settings
 from worker.queue_depth import QueueDepth
 from worker.reconciler import Reconciler
 
@@ -230,3 +231,18 @@ class MetricsServer:
             self._server.shutdown()  # waits for serve_forever: only once it runs
             self._thread.join()
         self._server.server_close()
+
+
+def serve_metrics(registry: CollectorRegistry, settings: Settings) -> MetricsServer | None:
+    """``p2p worker``'s endpoint, serving already; ``None`` when the port setting is 0.
+    A port that is taken stops the start: better than a worker nobody can see."""
+    host, port = settings.worker_metrics_host, settings.worker_metrics_port
+    if not port:
+        return None
+    try:
+        server = MetricsServer(registry, host, port)
+    except OSError as error:
+        raise SystemExit(f"p2p worker: cannot serve metrics on {host}:{port}: {error}") from None
+    server.start()
+    log.info("worker metrics on http://%s:%d/metrics", host, server.port)
+    return server

@@ -14,7 +14,7 @@ from shared.db import Database
 from shared.settings import Settings
 from worker.actors import SettleActor, declare_settle_actor
 from worker.broker import redis_broker
-from worker.metrics import MetricsServer, WorkerMetrics
+from worker.metrics import WorkerMetrics, serve_metrics
 from worker.queue_depth import QueueDepth, RedisQueueDepth, queue_depth_of
 from worker.reconciler import Reconciler
 from worker.settler import Settler
@@ -87,33 +87,17 @@ def run_worker(settings: Settings) -> None:
         settings.redis_url, settings.queue_name, timeout_s=settings.redis_timeout_s
     )
     runtime = WorkerRuntime(settings, broker, db, queue_depth=queue_depth)
-    server = None
-    if settings.worker_metrics_port:
-        host, port = settings.worker_metrics_host, settings.worker_metrics_port
-        try:
-            server = MetricsServer(runtime.metrics.registry, host, port)
-        except OSError as error:
-            # A port taken stops the start: better than a worker nobody can see.
-            raise SystemExit(
-                f"p2p worker: cannot serve metrics on {host}:{port}: {error}"
-            ) from None
+    metrics_server = serve_metrics(runtime.metrics.registry, settings)
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
     runtime.start()
-    if server is not None:
-        server.start()
-        log.info(
-            "worker metrics on http://%s:%d/metrics",
-            settings.worker_metrics_host,
-            server.port,
-        )
     log.info("worker started: queue %r, database %s", settings.queue_name, db.path)
     while not stopping.wait(1.0):
         pass
     log.info("worker stopping")
     runtime.stop()
-    if server is not None:
-        server.stop()
+    if metrics_server is not None:
+        metrics_server.stop()
     queue_depth.close()
     db.close()
