@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from api import problems, request_context
 from api.deps import IDEMPOTENCY_KEY_SCHEMA, Services
@@ -23,14 +24,20 @@ from worker.queue import SettlementQueue
 
 
 def create_app(
-    settings: Settings, db: Database, queue: SettlementQueue, *, shared_limits: bool = False
+    settings: Settings,
+    db: Database,
+    queue: SettlementQueue,
+    *,
+    shared_limits: bool = False,
+    worker_metrics: CollectorRegistry | None = None,
 ) -> FastAPI:
     """The API over ``db``, waking the worker through ``queue``. The caller owns both.
 
     ``shared_limits``: rate limits are kept in Redis (``p2p api``), shared by every API
-    process; otherwise in this process (``p2p dev``).
+    process; otherwise in this process (``p2p dev``). ``worker_metrics`` is served on
+    ``/metrics`` too (``p2p dev``: one process, one port).
     """
-    metrics = ApiMetrics(queue)
+    metrics = ApiMetrics(queue, also=worker_metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

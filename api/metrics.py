@@ -24,7 +24,10 @@ class _QueueCollector(Collector):
 
 
 class ApiMetrics:
-    def __init__(self, queue: SettlementQueue) -> None:
+    """``also`` is exposed on the same endpoint: the worker's registry in ``p2p dev``."""
+
+    def __init__(self, queue: SettlementQueue, also: CollectorRegistry | None = None) -> None:
+        self._also = also
         self.registry = CollectorRegistry()
         self.registry.register(_QueueCollector(queue))
         self.requests = Counter(
@@ -55,4 +58,9 @@ class ApiMetrics:
         self.latency.labels(method, route).observe(seconds)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        """The text format; may query the database (the worker's collectors): run it off
+        the event loop."""
+        text = generate_latest(self.registry)
+        if self._also is not None:
+            text += generate_latest(self._also)
+        return text

@@ -91,6 +91,8 @@ class BenchStack:
                 "P2P_DATABASE_URL": f"sqlite:///{self.db_path}",
                 "P2P_REDIS_URL": self.redis_url,
                 "P2P_LOG_LEVEL": "WARNING",
+                # Served as in production, on a port nobody else holds.
+                "P2P_WORKER_METRICS_PORT": str(free_port()),
             }
         )
 

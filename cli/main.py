@@ -89,7 +89,8 @@ def _serve_dev(settings: Settings, host: str, port: int) -> None:
     log.info("dev: API and worker in one process, database %s, no Redis", db.path)
     queue = SettlementQueue(runtime.broker, settings.queue_name)
     try:
-        serve(create_app(settings, db, queue), host, port)
+        app = create_app(settings, db, queue, worker_metrics=runtime.metrics.registry)
+        serve(app, host, port)
     finally:
         queue.close()
         runtime.stop()

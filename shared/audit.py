@@ -1,49 +1,89 @@
-"""``p2p verify``: audit the whole database against G2 (atomicity) and G3 (conservation)."""
+"""Audits of G2 (atomicity) and G3 (conservation): all at once, or a slice at a time.
+
+``verify`` (``p2p verify``) runs every check over the whole database. ``RollingAudit``
+runs the same checks over a bounded slice per run (the next accounts, payments and
+deposits by ``seq``, round-robin), so the worker can reconcile a large database
+continuously; the checks are written once, over table expressions that are either the
+whole table or a slice of it.
+"""
 
 from __future__ import annotations
 
+import enum
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
 
 from shared.db import Database
 
-# Each query yields one row per violation: (what, detail). Sums are not done in SQL:
-# SQLite's integers stop at 2^63 - 1, which one balance may reach; Python's do not.
-_CHECKS: tuple[tuple[str, str], ...] = (
+
+class Scope(enum.Enum):
+    """What a check's violations are about, and what a slice of the audit covers."""
+
+    ACCOUNTS = "account"
+    PAYMENTS = "payment"
+    DEPOSITS = "deposit"
+    DATABASE = "database"
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken invariant: which check, about which row, and what is wrong."""
+
+    check: str
+    scope: Scope
+    subject: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.check}: {self.subject}: {self.detail}"
+
+
+# Each query yields one row per violation: (subject, detail). ``{accounts}``,
+# ``{account_entries}`` (the ledger entries of those accounts), ``{payments}`` and
+# ``{deposits}`` are the whole tables for ``verify`` and a slice for ``RollingAudit``.
+# Sums are not done in SQL: SQLite's integers stop at 2^63 - 1, which one balance may
+# reach; Python's do not.
+_CHECKS: tuple[tuple[Scope, str, str], ...] = (
     (
+        Scope.ACCOUNTS,
         "balance differs from its newest entry's balance_after",
         """
         SELECT accounts.id, 'balance ' || accounts.balance || ' but newest balance_after '
                || coalesce(newest.balance_after, 0)
-        FROM accounts LEFT JOIN ledger_entries AS newest ON newest.seq = (
+        FROM {accounts} LEFT JOIN ledger_entries AS newest ON newest.seq = (
             SELECT max(seq) FROM ledger_entries WHERE account_id = accounts.id)
         WHERE accounts.balance <> coalesce(newest.balance_after, 0)
         """,
     ),
     (
+        Scope.ACCOUNTS,
         "running balance broken",
         """
-        SELECT id, 'entry balance_after ' || balance_after || ' but previous '
-               || previous || (CASE direction WHEN 'credit' THEN ' + ' ELSE ' - ' END) || amount
+        SELECT account_id, 'entry ' || id || ' balance_after ' || balance_after
+               || ' but previous ' || previous
+               || (CASE direction WHEN 'credit' THEN ' + ' ELSE ' - ' END) || amount
         FROM (SELECT *, coalesce(lag(balance_after) OVER (
                   PARTITION BY account_id ORDER BY seq), 0) AS previous
-              FROM ledger_entries)
+              FROM {account_entries})
         WHERE balance_after
               <> previous + CASE direction WHEN 'credit' THEN amount ELSE -amount END
         """,
     ),
     (
+        Scope.ACCOUNTS,
         "negative balance",
-        "SELECT id, 'balance ' || balance FROM accounts WHERE balance < 0",
+        "SELECT id, 'balance ' || balance FROM {accounts} WHERE balance < 0",
     ),
     (
+        Scope.PAYMENTS,
         "completed payment without exactly one debit and one credit of its amount",
         """
         SELECT payments.id, count(ledger_entries.id) || ' entries'
-        FROM payments LEFT JOIN ledger_entries ON ledger_entries.payment_id = payments.id
+        FROM {payments} LEFT JOIN ledger_entries ON ledger_entries.payment_id = payments.id
         WHERE payments.status = 'completed'
-        GROUP BY payments.id
+        GROUP BY payments.seq
         HAVING count(ledger_entries.id) <> 2
             OR sum(direction = 'debit' AND ledger_entries.account_id = from_account_id
                    AND ledger_entries.amount = payments.amount) <> 1
@@ -52,81 +92,215 @@ _CHECKS: tuple[tuple[str, str], ...] = (
         """,
     ),
     (
+        Scope.PAYMENTS,
         "payment that is not completed has ledger entries",
         """
         SELECT payments.id, payments.status || ' with ' || count(*) || ' entries'
-        FROM payments JOIN ledger_entries ON ledger_entries.payment_id = payments.id
-        WHERE payments.status <> 'completed' GROUP BY payments.id
+        FROM {payments} JOIN ledger_entries ON ledger_entries.payment_id = payments.id
+        WHERE payments.status <> 'completed' GROUP BY payments.seq
         """,
     ),
     (
+        Scope.DEPOSITS,
         "deposit without exactly one credit of its amount",
         """
         SELECT deposits.id, count(ledger_entries.id) || ' entries'
-        FROM deposits LEFT JOIN ledger_entries ON ledger_entries.deposit_id = deposits.id
-        GROUP BY deposits.id
+        FROM {deposits} LEFT JOIN ledger_entries ON ledger_entries.deposit_id = deposits.id
+        GROUP BY deposits.seq
         HAVING count(ledger_entries.id) <> 1
             OR sum(ledger_entries.amount = deposits.amount
                    AND ledger_entries.account_id = deposits.account_id) <> 1
         """,
     ),
-    (
-        "foreign key broken",
-        "SELECT \"table\" || ' row ' || rowid, 'references missing ' || parent"
-        " FROM pragma_foreign_key_check",
-    ),
 )
+
+# Whole-database only: SQLite enforces foreign keys on every connection we open, and this
+# check reads every row of every table, so the rolling audit leaves it to ``verify``.
+_FOREIGN_KEYS = (
+    "foreign key broken",
+    "SELECT \"table\" || ' row ' || rowid, 'references missing ' || parent"
+    " FROM pragma_foreign_key_check",
+)
+
+_WHOLE_TABLES = {
+    "accounts": "accounts",
+    "account_entries": "ledger_entries",
+    "payments": "payments",
+    "deposits": "deposits",
+}
+
+_SLICES = {
+    "accounts": "(SELECT * FROM accounts WHERE seq > :accounts_after AND seq <= :accounts_upto)"
+    " AS accounts",
+    "account_entries": "(SELECT * FROM ledger_entries WHERE account_id IN (SELECT id FROM"
+    " accounts WHERE seq > :accounts_after AND seq <= :accounts_upto)) AS ledger_entries",
+    "payments": "(SELECT * FROM payments WHERE seq > :payments_after AND seq <= :payments_upto)"
+    " AS payments",
+    "deposits": "(SELECT * FROM deposits WHERE seq > :deposits_after AND seq <= :deposits_upto)"
+    " AS deposits",
+}
+
+_TABLE_OF = {Scope.ACCOUNTS: "accounts", Scope.PAYMENTS: "payments", Scope.DEPOSITS: "deposits"}
 
 
 def verify(db: Database) -> list[str]:
     """Every violation of G2 and G3, one line each; empty when the ledger holds."""
-    violations: list[str] = []
+    return [str(violation) for violation in audit(db)]
+
+
+def audit(db: Database) -> list[Violation]:
+    """Every violation of G2 and G3 in the whole database, in one snapshot."""
+    violations: list[Violation] = []
     with db.read() as conn:
-        for what, query in _CHECKS:
-            violations.extend(
-                f"{what}: {subject}: {detail}" for subject, detail in conn.execute(query)
-            )
-        violations.extend(_sums(conn))
-        violations.extend(_pending_out(conn))
+        violations.extend(_run_checks(conn, _WHOLE_TABLES, {}, list(Scope)))
+        what, query = _FOREIGN_KEYS
+        violations.extend(
+            Violation(what, Scope.DATABASE, subject, detail)
+            for subject, detail in conn.execute(query)
+        )
+        violations.extend(_account_sums(conn, _WHOLE_TABLES, {}))
+        violations.extend(_pending_out(conn, _WHOLE_TABLES, {}))
+        violations.extend(_conservation(conn))
     return violations
 
 
-def _sums(conn: sqlite3.Connection) -> Iterator[str]:
-    """Per account, balance = credits - debits; overall, balances = deposits."""
+@dataclass(frozen=True, slots=True)
+class AuditRun:
+    """What one run of the rolling audit checked and found."""
+
+    found: list[Violation]
+    checked: dict[Scope, int]
+    cycle_complete: bool
+    """Every account has been checked since the previous complete cycle; the sum of all
+    balances was compared with the sum of all deposits in this run."""
+
+
+@dataclass
+class RollingAudit:
+    """The checks of ``verify``, over the next ``batch`` accounts, payments and deposits
+    per run, round-robin by ``seq``, each run in one snapshot.
+
+    A run costs a bounded number of rows (plus each checked account's ledger entries and
+    pending payments, read through their indexes), whatever the size of the database.
+    The conservation check (sum of balances = sum of deposits) reads every account and
+    deposit, so it runs once per cycle, when the accounts wrap around. ``open`` keeps
+    what the latest check of each row found, so a violation stays reported until the
+    row it concerns is checked again and found sound.
+    """
+
+    batch: int
+    _after: dict[Scope, int] = field(
+        default_factory=lambda: dict.fromkeys(_TABLE_OF, 0), init=False, repr=False
+    )
+    _open: dict[tuple[Scope, str, str], Violation] = field(
+        default_factory=dict, init=False, repr=False
+    )
+
+    @property
+    def open(self) -> list[Violation]:
+        """Violations not yet found mended by a later check of the same row."""
+        return list(self._open.values())
+
+    def run(self, db: Database) -> AuditRun:
+        with db.read() as conn:
+            params: dict[str, int] = {}
+            slices: dict[Scope, list[str]] = {}
+            for scope, table in _TABLE_OF.items():
+                rows = conn.execute(
+                    f"SELECT seq, id FROM {table} WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (self._after[scope], self.batch),
+                ).fetchall()
+                params[f"{table}_after"] = self._after[scope]
+                params[f"{table}_upto"] = rows[-1]["seq"] if rows else self._after[scope]
+                slices[scope] = [row["id"] for row in rows]
+            found = list(_run_checks(conn, _SLICES, params, _TABLE_OF))
+            found.extend(_account_sums(conn, _SLICES, params))
+            found.extend(_pending_out(conn, _SLICES, params))
+            cycle_complete = len(slices[Scope.ACCOUNTS]) < self.batch
+            if cycle_complete:
+                found.extend(_conservation(conn))
+        for scope, ids in slices.items():
+            self._after[scope] = 0 if len(ids) < self.batch else params[f"{_TABLE_OF[scope]}_upto"]
+            self._forget(scope, set(ids))
+        if cycle_complete:
+            self._forget(Scope.DATABASE, None)
+        for violation in found:
+            self._open[(violation.scope, violation.subject, violation.check)] = violation
+        return AuditRun(found, {scope: len(ids) for scope, ids in slices.items()}, cycle_complete)
+
+    def _forget(self, scope: Scope, subjects: set[str] | None) -> None:
+        for key in [key for key in self._open if key[0] is scope]:
+            if subjects is None or key[1] in subjects:
+                del self._open[key]
+
+
+def _run_checks(
+    conn: sqlite3.Connection,
+    tables: dict[str, str],
+    params: dict[str, int],
+    scopes: Collection[Scope],
+) -> Iterator[Violation]:
+    for scope, what, query in _CHECKS:
+        if scope in scopes:
+            for subject, detail in conn.execute(query.format(**tables), params):
+                yield Violation(what, scope, subject, detail)
+
+
+def _account_sums(
+    conn: sqlite3.Connection, tables: dict[str, str], params: dict[str, int]
+) -> Iterator[Violation]:
+    """Per account, balance = credits - debits."""
     net: defaultdict[str, int] = defaultdict(int)
     for account_id, direction, amount in conn.execute(
-        "SELECT account_id, direction, amount FROM ledger_entries"
+        "SELECT account_id, direction, amount FROM {account_entries}".format(**tables), params
     ):
         net[account_id] += amount if direction == "credit" else -amount
-    balances = 0
-    for account_id, balance in conn.execute("SELECT id, balance FROM accounts"):
-        balances += balance
+    for account_id, balance in conn.execute(
+        "SELECT id, balance FROM {accounts}".format(**tables), params
+    ):
         if balance != net[account_id]:
-            yield (
-                f"balance differs from its ledger: {account_id}: balance {balance}"
-                f" but credits - debits = {net[account_id]}"
+            yield Violation(
+                "balance differs from its ledger",
+                Scope.ACCOUNTS,
+                account_id,
+                f"balance {balance} but credits - debits = {net[account_id]}",
             )
-    deposits = sum(amount for (amount,) in conn.execute("SELECT amount FROM deposits"))
-    if balances != deposits:
-        yield (
-            "sum of balances differs from sum of deposits: all accounts:"
-            f" balances {balances} but deposits {deposits}"
-        )
 
 
-def _pending_out(conn: sqlite3.Connection) -> Iterator[str]:
+def _pending_out(
+    conn: sqlite3.Connection, tables: dict[str, str], params: dict[str, int]
+) -> Iterator[Violation]:
     """Per account, pending_out = the sum of its pending payments. In Python: SQLite's
     ``total`` is a float, which cannot tell 2^62 + 1 from 2^62."""
     pending: defaultdict[str, int] = defaultdict(int)
     count: defaultdict[str, int] = defaultdict(int)
     for account_id, amount in conn.execute(
         "SELECT from_account_id, amount FROM payments WHERE status = 'pending'"
+        " AND from_account_id IN (SELECT id FROM {accounts})".format(**tables),
+        params,
     ):
         pending[account_id] += amount
         count[account_id] += 1
-    for account_id, pending_out in conn.execute("SELECT id, pending_out FROM accounts"):
+    for account_id, pending_out in conn.execute(
+        "SELECT id, pending_out FROM {accounts}".format(**tables), params
+    ):
         if pending_out != pending[account_id]:
-            yield (
-                f"pending_out differs from the account's pending payments: {account_id}:"
-                f" pending_out {pending_out} but {count[account_id]} pending payment(s)"
+            yield Violation(
+                "pending_out differs from the account's pending payments",
+                Scope.ACCOUNTS,
+                account_id,
+                f"pending_out {pending_out} but {count[account_id]} pending payment(s)",
             )
+
+
+def _conservation(conn: sqlite3.Connection) -> Iterator[Violation]:
+    """The sum of all balances equals the sum of all deposits."""
+    balances = sum(balance for (balance,) in conn.execute("SELECT balance FROM accounts"))
+    deposits = sum(amount for (amount,) in conn.execute("SELECT amount FROM deposits"))
+    if balances != deposits:
+        yield Violation(
+            "sum of balances differs from sum of deposits",
+            Scope.DATABASE,
+            "all accounts",
+            f"balances {balances} but deposits {deposits}",
+        )

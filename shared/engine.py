@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.accounts import MAX_BALANCE, find_account
-from shared.clock import new_id, to_text, utcnow
+from shared.clock import from_text, new_id, to_text, utcnow
 from shared.db import Database
 from shared.records import AccountStatus, FailureCode, Payment, PaymentStatus
 
 log = logging.getLogger(__name__)
 
+SettledObserver = Callable[[Sequence[Payment]], None]
+"""Told, after the commit, of the payments one call settled (metrics hook in here)."""
 
-def settle_payment(db: Database, payment_id: str) -> Payment | None:
+
+def settle_payment(
+    db: Database, payment_id: str, *, observe: SettledObserver | None = None
+) -> Payment | None:
     """Settle one payment as ``completed`` or ``failed``; ``None`` if there is no such id.
 
     Business outcomes are recorded, never raised. Anything raised is an infrastructure
@@ -35,7 +41,10 @@ def settle_payment(db: Database, payment_id: str) -> Payment | None:
         payment = Payment.from_row(row)
         if payment.status is not PaymentStatus.PENDING:
             return payment
-        return _settle(conn, payment, to_text(utcnow()))
+        settled = _settle(conn, payment, to_text(utcnow()))
+    if observe is not None:
+        observe((settled,))
+    return settled
 
 
 def settle_pending(
@@ -44,20 +53,25 @@ def settle_pending(
     limit: int,
     older_than: timedelta | None = None,
     skip: Collection[str] = (),
+    observe: SettledObserver | None = None,
 ) -> list[Payment]:
     """Settle the oldest pending payments, at most ``limit``, in one transaction.
 
     They are judged one after the other in acceptance order, each seeing what the ones
     before it did, so every outcome is the one it would have had alone; the group shares
     one commit. ``older_than`` leaves out payments accepted more recently than that;
-    ``skip`` leaves out these payments (the ones that failed to settle alone).
+    ``skip`` leaves out these payments (the ones that failed to settle alone);
+    ``observe`` is told of the settled payments once they are committed.
     Returns the payments as settled, oldest first. Raises as ``settle_payment`` does.
     """
     now = utcnow()
     with db.write() as conn:
         rows = _oldest_pending(conn, limit=limit, older_than=older_than, skip=skip, now=now)
         stamp = to_text(now)
-        return [_settle(conn, Payment.from_row(row), stamp) for row in rows]
+        settled = [_settle(conn, Payment.from_row(row), stamp) for row in rows]
+    if observe is not None and settled:
+        observe(settled)
+    return settled
 
 
 def pending_ids(
@@ -89,6 +103,25 @@ def _oldest_pending(
         (*skip, limit),
     ).fetchall()
     return [row for row in rows if cutoff is None or row["created_at"] <= cutoff]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingBacklog:
+    """How many payments are pending, and when the oldest of them was accepted."""
+
+    count: int
+    oldest_created_at: datetime | None
+
+
+def pending_backlog(db: Database) -> PendingBacklog:
+    """Read from the partial index of pending payments: a count of its entries and one
+    lookup of the first, so it stays cheap however large the table grows."""
+    conn = db.connection()
+    (count,) = conn.execute("SELECT count(*) FROM payments WHERE status = 'pending'").fetchone()
+    oldest = conn.execute(
+        "SELECT created_at FROM payments WHERE status = 'pending' ORDER BY seq LIMIT 1"
+    ).fetchone()
+    return PendingBacklog(count, None if oldest is None else from_text(oldest["created_at"]))
 
 
 def payment_status(db: Database, payment_id: str) -> PaymentStatus | None:

@@ -48,6 +48,15 @@ class Settings(BaseSettings):
     sweep_batch: int = Field(default=100, ge=1)
     heartbeat_path: str | None = None
 
+    # The worker's Prometheus endpoint; port 0 serves none.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(default=9191, ge=0, le=65535)
+
+    # The rolling audit in the worker: every interval, the next batch of accounts,
+    # payments and deposits; interval 0 turns it off.
+    reconcile_interval_s: float = Field(default=60.0, ge=0)
+    reconcile_batch: int = Field(default=1000, ge=1)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Unset: JSON lines for `p2p api` and `p2p worker`, text for the commands people run.
     log_format: Literal["json", "text"] | None = None
@@ -58,6 +67,13 @@ class Settings(BaseSettings):
         if not url.startswith("sqlite:///") or url in ("sqlite:///", "sqlite:///:memory:"):
             raise ValueError("must be sqlite:///<path to a file>, e.g. sqlite:///./p2p.db")
         return url
+
+    @field_validator("worker_metrics_host")
+    @classmethod
+    def _host(cls, host: str) -> str:
+        if not host or any(char.isspace() for char in host):
+            raise ValueError("must be a host name or address to bind, e.g. 0.0.0.0")
+        return host
 
     @field_validator("redis_url")
     @classmethod

@@ -1,4 +1,5 @@
-"""The worker process: a Dramatiq worker consuming settle messages, plus the sweep."""
+"""The worker process: a Dramatiq worker consuming settle messages, the sweep, the
+reconciliation, and (``p2p worker``) the metrics endpoint."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from shared.settings import Settings
 from worker.actors import SettleActor, declare_settle_actor
 from worker.broker import redis_broker
 from worker.log_fields import add_message_log_fields
+from worker.metrics import WorkerMetrics, serve_metrics
+from worker.queue_depth import QueueDepth, RedisQueueDepth, queue_depth_of
+from worker.reconciler import Reconciler
 from worker.settler import Settler
 from worker.sweep import Sweeper
 
@@ -26,11 +30,25 @@ WORKER_REDIS_TIMEOUT_S = 5.0
 class WorkerRuntime:
     """Everything ``p2p worker`` runs, startable and stoppable in one process."""
 
-    def __init__(self, settings: Settings, broker: dramatiq.Broker, db: Database) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        broker: dramatiq.Broker,
+        db: Database,
+        *,
+        queue_depth: QueueDepth | None = None,
+    ) -> None:
+        """``queue_depth`` reads the queue for the metrics; by default through the
+        broker's own client."""
         self.db = db
         self.broker = broker
         add_message_log_fields(broker)
-        self.settler = Settler(db, settings)
+        self.reconciler = Reconciler(db, settings)
+        self.metrics = WorkerMetrics(
+            db, queue_depth or queue_depth_of(broker, settings.queue_name), self.reconciler
+        )
+        broker.add_middleware(self.metrics.middleware())
+        self.settler = Settler(db, settings, observe=self.metrics.observe_settled)
         self.actor: SettleActor = declare_settle_actor(broker, self.settler.settle, settings)
         self._queue_name = settings.queue_name
         self._worker = dramatiq.Worker(
@@ -39,12 +57,13 @@ class WorkerRuntime:
             worker_timeout=settings.worker_timeout_ms,
         )
         self._worker.queue_prefetch = settings.worker_prefetch
-        self.sweeper = Sweeper(self.settler, settings)
+        self.sweeper = Sweeper(self.settler, settings, on_swept=self.metrics.observe_swept)
 
     def start(self) -> None:
         self.broker.emit_after("process_boot")
         self._worker.start()
         self.sweeper.start()
+        self.reconciler.start()
 
     def join(self) -> None:
         """Wait until every message sent so far is processed (in-process broker only)."""
@@ -54,6 +73,7 @@ class WorkerRuntime:
 
     def stop(self) -> None:
         """Finish what is in hand, hand prefetched messages back, and stop."""
+        self.reconciler.stop()
         self.sweeper.stop()
         self._worker.stop()
         self.broker.close()
@@ -64,7 +84,12 @@ def run_worker(settings: Settings) -> None:
     db = Database.from_settings(settings)
     db.migrate()
     broker = redis_broker(settings.redis_url, timeout_s=WORKER_REDIS_TIMEOUT_S)
-    runtime = WorkerRuntime(settings, broker, db)
+    # A scrape reads the queue on a client of its own that gives up quickly.
+    queue_depth = RedisQueueDepth.from_url(
+        settings.redis_url, settings.queue_name, timeout_s=settings.redis_timeout_s
+    )
+    runtime = WorkerRuntime(settings, broker, db, queue_depth=queue_depth)
+    metrics_server = serve_metrics(runtime.metrics.registry, settings)
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
@@ -74,4 +99,7 @@ def run_worker(settings: Settings) -> None:
         pass
     log.info("worker stopping")
     runtime.stop()
+    if metrics_server is not None:
+        metrics_server.stop()
+    queue_depth.close()
     db.close()

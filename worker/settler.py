@@ -20,7 +20,13 @@ from datetime import timedelta
 from typing import Literal
 
 from shared.db import Database
-from shared.engine import payment_status, pending_ids, settle_payment, settle_pending
+from shared.engine import (
+    SettledObserver,
+    payment_status,
+    pending_ids,
+    settle_payment,
+    settle_pending,
+)
 from shared.records import Payment, PaymentStatus
 from shared.settings import Settings
 
@@ -36,9 +42,12 @@ SettledBy = Literal["message", "sweep"]
 class Settler:
     """The worker's one way to settle payments; the actor and the sweep share it."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, *, observe: SettledObserver | None = None
+    ) -> None:
         self._db = db
         self._group = settings.settle_group
+        self._observe = observe
         # One writer per process: threads queue here rather than in SQLite's busy handler.
         self._lock = threading.Lock()
         self._settled: OrderedDict[str, None] = OrderedDict()
@@ -74,7 +83,11 @@ class Settler:
     ) -> int:
         try:
             settled = settle_pending(
-                self._db, limit=limit, older_than=older_than, skip=self._failing
+                self._db,
+                limit=limit,
+                older_than=older_than,
+                skip=self._failing,
+                observe=self._observe,
             )
         except sqlite3.OperationalError:
             raise  # locked, disk: the whole group is retried
@@ -105,7 +118,7 @@ class Settler:
         return settled
 
     def _settle_alone(self, payment_id: str, by: SettledBy = "message") -> None:
-        payment = settle_payment(self._db, payment_id)
+        payment = settle_payment(self._db, payment_id, observe=self._observe)
         self._failing.discard(payment_id)
         if payment is not None:
             _log_settled([payment], by)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,8 +25,15 @@ log = logging.getLogger(__name__)
 class Sweeper:
     """A daemon thread running ``sweep_once`` every ``sweep_interval_s``."""
 
-    def __init__(self, settler: Settler, settings: Settings) -> None:
+    def __init__(
+        self,
+        settler: Settler,
+        settings: Settings,
+        *,
+        on_swept: Callable[[int], None] | None = None,
+    ) -> None:
         self._settler = settler
+        self._on_swept = on_swept
         self._grace = timedelta(seconds=settings.sweep_grace_s)
         self._batch = settings.sweep_batch
         self._interval = settings.sweep_interval_s
@@ -46,6 +54,8 @@ class Sweeper:
         settled = self._settler.sweep(older_than=self._grace, limit=self._batch)
         if settled:
             log.info("sweep settled %d stuck payment(s)", settled, extra={"settled": settled})
+            if self._on_swept is not None:
+                self._on_swept(settled)
         return settled
 
     def _run(self) -> None:

@@ -41,4 +41,5 @@ async def readyz(services: ServicesDep) -> Readiness | JSONResponse:
 @router.get("/metrics", response_class=Response)
 async def metrics(services: ServicesDep) -> Response:
     """Prometheus text exposition."""
-    return Response(services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    text = await anyio.to_thread.run_sync(services.metrics.exposition)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)

@@ -42,6 +42,9 @@ def test_compose_runs_redis_api_and_worker_from_one_image_on_one_volume(
         assert service["depends_on"]["redis"]["condition"] == "service_healthy"
     assert services["api"]["command"][:2] == ["p2p", "api"]
     assert services["worker"]["command"] == ["p2p", "worker"]
+    worker_env = services["worker"]["environment"]
+    assert worker_env["P2P_WORKER_METRICS_HOST"] == "0.0.0.0"
+    assert services["worker"]["ports"] == [f"{worker_env['P2P_WORKER_METRICS_PORT']}:9191"]
     for service in services.values():
         assert service["restart"] == "unless-stopped"
         assert service["healthcheck"]["test"][0] == "CMD"
@@ -53,12 +56,14 @@ def test_the_compose_commands_settle_a_payment_and_pass_their_healthchecks(
 ) -> None:
     redis_server.flushall()
     port = free_port()
+    metrics_port = free_port()
     places = {
         "redis://redis:6379/0": redis_server.url,
         "/data/p2p.db": str(tmp_path / "p2p.db"),
         "/tmp/p2p-worker.heartbeat": str(tmp_path / "worker.heartbeat"),
         "0.0.0.0": "127.0.0.1",
         "8000": str(port),
+        "9191": str(metrics_port),
     }
 
     def here(text: str) -> str:
@@ -86,6 +91,8 @@ def test_the_compose_commands_settle_a_payment_and_pass_their_healthchecks(
             payer, payee = client.customer(deposit=1_000), client.customer()
             payment = client.accepted(transfer(payer, payee, 400))
             assert client.wait_final(payer, payment["id"])["status"] == "completed"
+        worker_metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        assert 'p2p_payments_settled_total{code="",outcome="completed"} 1.0' in worker_metrics
 
         for name in ("api", "worker"):
             check = argv(services[name]["healthcheck"]["test"][1:])

@@ -59,6 +59,20 @@ def test_rate_limits_default_to_100_a_second_per_key(monkeypatch: pytest.MonkeyP
     assert (settings.rate_limit_per_s, settings.rate_limit_burst) == (100.0, 100)
 
 
+def test_the_worker_metrics_and_reconciliation_defaults_are_the_documented_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HOST", "PORT"):
+        monkeypatch.delenv(f"P2P_WORKER_METRICS_{name}", raising=False)
+    for name in ("INTERVAL_S", "BATCH"):
+        monkeypatch.delenv(f"P2P_RECONCILE_{name}", raising=False)
+
+    settings = Settings()
+
+    assert (settings.worker_metrics_host, settings.worker_metrics_port) == ("127.0.0.1", 9191)
+    assert (settings.reconcile_interval_s, settings.reconcile_batch) == (60.0, 1000)
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -80,3 +94,21 @@ def test_a_fractional_rate_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("P2P_RATE_LIMIT_PER_S", "0.5")
 
     assert Settings().rate_limit_per_s == 0.5
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("worker_metrics_port", -1),
+        ("worker_metrics_port", 65536),
+        ("worker_metrics_host", ""),
+        ("worker_metrics_host", "0.0.0.0 "),
+        ("reconcile_interval_s", -1),
+        ("reconcile_batch", 0),
+    ],
+)
+def test_bad_worker_metrics_and_reconciliation_settings_are_refused(
+    name: str, value: object
+) -> None:
+    with pytest.raises(ValidationError, match=name):
+        Settings.model_validate({name: value})
