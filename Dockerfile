@@ -15,5 +15,5 @@ RUN pip install --no-cache-dir . \
     && mkdir /data && chown p2p /data
 USER p2p
 VOLUME /data
-EXPOSE 8000
+EXPOSE 8000 9191
 CMD ["p2p", "api", "--host", "0.0.0.0", "--port", "8000"]
