@@ -10,6 +10,7 @@ COPY api ./api
 COPY worker ./worker
 COPY shared ./shared
 COPY cli ./cli
+COPY bench ./bench
 RUN pip install --no-cache-dir . \
     && useradd --create-home --uid 10001 p2p \
     && mkdir /data && chown p2p /data
