@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import dramatiq
@@ -33,14 +32,6 @@ def settings(tmp_path: Path) -> Settings:
         reconcile_interval_s=3600,
         worker_timeout_ms=20,
     )
-
-
-@pytest.fixture
-def db(settings: Settings) -> Iterator[Database]:
-    database = Database.from_settings(settings)
-    database.migrate()
-    yield database
-    database.close()
 
 
 def _accept(db: Database, balance: int, amounts: list[int]) -> list[str]:

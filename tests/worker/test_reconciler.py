@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,14 +19,6 @@ from worker.reconciler import Reconciler
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(database_url=f"sqlite:///{tmp_path / 'p2p.db'}", reconcile_batch=10)
-
-
-@pytest.fixture
-def db(settings: Settings) -> Iterator[Database]:
-    database = Database.from_settings(settings)
-    database.migrate()
-    yield database
-    database.close()
 
 
 def _funded_account(db: Database, amount: int) -> str:

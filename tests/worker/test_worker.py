@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -35,14 +34,6 @@ def settings(tmp_path: Path) -> Settings:
         sqlite_busy_timeout_ms=50,
         worker_timeout_ms=20,
     )
-
-
-@pytest.fixture
-def db(settings: Settings) -> Iterator[Database]:
-    database = Database.from_settings(settings)
-    database.migrate()
-    yield database
-    database.close()
 
 
 def _funded_pair(db: Database, balance: int) -> tuple[str, str, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -36,14 +35,6 @@ def settings(tmp_path: Path) -> Settings:
         sqlite_busy_timeout_ms=50,
         worker_timeout_ms=20,
     )
-
-
-@pytest.fixture
-def db(settings: Settings) -> Iterator[Database]:
-    database = Database.from_settings(settings)
-    database.migrate()
-    yield database
-    database.close()
 
 
 def _submitted(db: Database, balance: int, amounts: list[int]) -> tuple[str, list[str]]:
