@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from bench.database import PostgresBench, SqliteBench, bench_database
-
-# The machine's PostgreSQL (trust authentication), or the one the suite is pointed at.
-# TODO(integrator): use the PostgreSQL fixture of the pg branch once both are merged.
-POSTGRES_SERVER_URL = os.environ.get(
-    "P2P_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+from tests.e2e.harness import POSTGRES_SERVER_URL
 
 
 def test_without_a_url_the_bench_gets_a_fresh_sqlite_file_in_its_directory(
