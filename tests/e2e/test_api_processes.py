@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 from pathlib import Path
+
+import httpx
 
 from tests.e2e.harness import (
     START_TIMEOUT_S,
     ApiClient,
     Process,
     Stack,
+    TransferRequest,
     poll,
     random_transfers,
-    submit_concurrently,
 )
 
 STREAM = 300
@@ -52,6 +55,28 @@ def _pids_of(message: str, process: Process) -> set[int]:
     return {line["pid"] for line in lines if line["message"] == message}
 
 
+def _submit_on_fresh_connections(
+    base_url: str, requests: list[TransferRequest], concurrency: int = 8
+) -> list[httpx.Response]:
+    """Every submit on a connection of its own: the kernel hands each new connection to
+    whichever process accepts first, so both get some. (Keep-alive connections opened
+    in one burst may all land on the one that woke first, and stay there.)"""
+
+    async def submit_all() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        "/payments/transfer", json=request.body(), headers=request.headers()
+                    )
+                    for request in requests
+                )
+            )
+
+    return asyncio.run(submit_all())
+
+
 def test_two_api_processes_behind_one_port_share_the_submits_and_settle_each_once(
     stack: Stack,
 ) -> None:
@@ -63,7 +88,7 @@ def test_two_api_processes_behind_one_port_share_the_submits_and_settle_each_onc
         customers = [client.customer(deposit=10_000_000) for _ in range(4)]
     requests = random_transfers(customers, STREAM, seed=31, amounts=(1, 1_000))
 
-    answers = submit_concurrently(api.url, requests)
+    answers = _submit_on_fresh_connections(api.url, requests)
 
     assert [answer.status_code for answer in answers] == [202] * STREAM
     assert _pids_that_answered(api.process, "/payments/transfer") == children
