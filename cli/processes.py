@@ -30,6 +30,9 @@ _P2P = [sys.executable, "-m", "cli"]
 
 
 def run_worker_processes(settings: Settings, processes: int) -> int:
+    last_port = settings.worker_metrics_port + processes - 1
+    if settings.worker_metrics_port and last_port > 65535:
+        raise SystemExit(f"p2p worker: metrics ports up to {last_port}: past 65535")
     _migrate(settings)
     heartbeat = Path(settings.heartbeat_path) if settings.heartbeat_path else None
 
@@ -46,7 +49,7 @@ def run_worker_processes(settings: Settings, processes: int) -> int:
         processes,
         lambda _: [*_P2P, "worker"],
         env_of,
-        on_tick=None if heartbeat is None else _heartbeat_of_all(heartbeat, processes),
+        on_tick=None if heartbeat is None else heartbeat_of_all(heartbeat, processes),
     )
     return supervisor.run()
 
@@ -69,7 +72,7 @@ def child_heartbeat(heartbeat: Path, index: int) -> Path:
     return heartbeat.with_name(f"{heartbeat.name}.{index}")
 
 
-def _heartbeat_of_all(heartbeat: Path, processes: int) -> Callable[[], None]:
+def heartbeat_of_all(heartbeat: Path, processes: int) -> Callable[[], None]:
     children = [child_heartbeat(heartbeat, index) for index in range(processes)]
 
     def touch_as_old_as_the_stalest_child() -> None:
