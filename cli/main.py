@@ -67,11 +67,15 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--host", default="127.0.0.1")
         sub.add_argument("--port", type=int, default=8000)
         if name == "api":
-            sub.add_argument("--processes", type=_processes, default=1, help=_PROCESSES_HELP)
+            sub.add_argument(
+                "--processes", type=_processes, default=1, metavar="N", help=_PROCESSES_HELP
+            )
             # A socket already listening, inherited from ``p2p api --processes``.
             sub.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)
     worker = commands.add_parser("worker", help="settle payments from Redis, and sweep stuck ones")
-    worker.add_argument("--processes", type=_processes, default=1, help=_PROCESSES_HELP)
+    worker.add_argument(
+        "--processes", type=_processes, default=1, metavar="N", help=_PROCESSES_HELP
+    )
     commands.add_parser("verify", help="audit the database: exit 0 when the ledger holds")
     bench = commands.add_parser(
         "bench", help="measure the real stack on loopback against its ceilings"
