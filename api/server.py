@@ -42,10 +42,13 @@ class _Server(uvicorn.Server):
             self._captured_signals.clear()
 
 
-def serve(app: FastAPI, host: str, port: int) -> None:
+def serve(app: FastAPI, host: str, port: int, *, sock: socket.socket | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then return: uvloop, httptools; no access log and
     no logging setup of uvicorn's own (``api.request_context`` writes the access lines,
-    and uvicorn's loggers go through ``shared.logs`` like every other)."""
+    and uvicorn's loggers go through ``shared.logs`` like every other).
+
+    ``sock``: a socket already listening (``p2p api --processes``), instead of binding
+    ``host:port``."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -56,4 +59,4 @@ def serve(app: FastAPI, host: str, port: int) -> None:
         log_config=None,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
-    _Server(config, app).run()
+    _Server(config, app).run(sockets=None if sock is None else [sock])

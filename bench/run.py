@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.database import BenchDatabase, bench_database
 from bench.loadgen import Result, closed_loop, open_loop, percentile, post
 from bench.stack import BenchStack, Child
 
@@ -61,19 +62,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=0, help="length of the sustained phase")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the run's directory")
+    parser.add_argument(
+        "--database-url",
+        help="sqlite:///… (default: a fresh file) or postgresql://… (a fresh database "
+        "is created on that server and dropped at the end)",
+    )
+    parser.add_argument(
+        "--workers", type=_positive, default=1, help="worker processes (p2p worker --processes)"
+    )
+    parser.add_argument(
+        "--workers-sweep",
+        type=_counts,
+        metavar="N,N,…",
+        help="instead of the phases: drain throughput with each number of worker processes",
+    )
+
+
+def _positive(text: str) -> int:
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return count
+
+
+def _counts(text: str) -> list[int]:
+    return [_positive(part) for part in text.split(",")]
 
 
 def run(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     plan = Plan.of(args)
     directory = Path(tempfile.mkdtemp(prefix="p2p-bench-"))
-    stack = BenchStack(directory, UNTHROTTLED)
+    database = bench_database(args.database_url, directory)
+    stack = BenchStack(directory, UNTHROTTLED, database)
     figures: dict[str, Any] = {}
     try:
-        figures = asyncio.run(_measure(stack, plan))
+        if args.workers_sweep:
+            figures = asyncio.run(_sweep(stack, plan, args.workers_sweep))
+        else:
+            figures = asyncio.run(_measure(stack, plan, args.workers))
     finally:
         stack.close()
-    _report(figures, plan)
+        database.drop()
+    if args.workers_sweep:
+        _report_sweep(figures, plan)
+    else:
+        _report(figures, plan)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     if not args.keep:
@@ -100,8 +134,10 @@ class _Progress:
         print(f"\r  {self.phase:<10} [{'#' * 30}] {note}{' ' * 10}", file=sys.stderr)
 
 
-async def _measure(stack: BenchStack, plan: Plan) -> dict[str, Any]:
+async def _measure(stack: BenchStack, plan: Plan, workers: int) -> dict[str, Any]:
     figures: dict[str, Any] = {"payments": plan.payments, "connections": plan.connections}
+    if workers > 1:
+        figures["workers"] = workers
     print(f"p2p bench: {plan.payments} payments, {plan.connections} connections", file=sys.stderr)
     stack.start_redis()
 
@@ -147,17 +183,9 @@ async def _measure(stack: BenchStack, plan: Plan) -> dict[str, Any]:
 
     # Drain: the worker alone settles the backlog.
     progress = _Progress("drain", plan.payments)
-    worker = stack.start_worker()
+    worker = stack.start_worker(workers)
     rss = _RssSampler({"api": api, "worker": worker})
-    with stack.database() as db:
-        _wait_settled(db, progress, plan.payments)
-        # Drained means every message handled too, as the no-op ceiling counts it: a
-        # payment settled by a group still has its message to acknowledge.
-        _wait_queue_empty(stack)
-        drained = datetime.now(UTC).isoformat()
-        (first,) = db.execute("SELECT min(completed_at) FROM payments").fetchone()
-    drain_s = _seconds(first, drained)
-    figures["drain_rps"] = (plan.payments - 1) / drain_s
+    figures["drain_rps"] = _drain_rate(stack.db, stack, progress, plan.payments, "submit")
     figures["drain_ratio"] = figures["drain_rps"] / figures["queue_noop_rps"]
     progress.done(f"{figures['drain_rps']:,.0f} payments/s")
 
@@ -180,12 +208,11 @@ async def _measure(stack: BenchStack, plan: Plan) -> dict[str, Any]:
     )
     sampling.stop()
     _expect_only(sustained, 202, "sustained")
-    with stack.database() as db:
-        _wait_settled(db, None, plan.payments + sustained.count)
-        rows = db.execute(
-            "SELECT created_at, completed_at FROM payments WHERE idempotency_key LIKE 'sustained-%'"
-        ).fetchall()
-    settle = [_seconds(created, completed) for created, completed in rows]
+    _wait_settled(stack.db, None, plan.payments + sustained.count)
+    rows = stack.db.rows(
+        "SELECT created_at, completed_at FROM payments WHERE idempotency_key LIKE 'sustained-%'"
+    )
+    settle = [_seconds(str(created), str(completed)) for created, completed in rows]
     figures["sustained_submit_p99_ms"] = percentile(sustained.latencies, 0.99) * 1000
     figures["settle_p50_ms"] = percentile(settle, 0.50) * 1000
     figures["settle_p99_ms"] = percentile(settle, 0.99) * 1000
@@ -200,6 +227,59 @@ async def _measure(stack: BenchStack, plan: Plan) -> dict[str, Any]:
     progress.done(f"settle p99 {figures['settle_p99_ms']:,.0f} ms")
     figures |= rss.summary()
     return figures
+
+
+async def _sweep(stack: BenchStack, plan: Plan, sweep: list[int]) -> dict[str, Any]:
+    """For each N: submit a backlog with no worker running, then let N worker processes
+    drain it; one API, one database, one Redis for the whole sweep."""
+    print(
+        f"p2p bench: drain of {plan.payments} payments by {', '.join(map(str, sweep))} "
+        "worker process(es)",
+        file=sys.stderr,
+    )
+    stack.start_redis()
+    _, api_port = stack.start_api()
+    accounts = _open_accounts(api_port, plan.accounts)
+    rounds = []
+    for workers in sweep:
+        phase = f"sweep{workers}"
+        progress = _Progress(f"submit {workers}", plan.payments)
+        submitted = await closed_loop(
+            HOST,
+            api_port,
+            _TransferRequests(accounts, phase),
+            total=plan.payments,
+            connections=plan.connections,
+            on_progress=progress,
+        )
+        _expect_only(submitted, 202, phase)
+        progress.done(f"{submitted.rate:,.0f} req/s")
+        progress = _Progress(f"drain {workers}", plan.payments)
+        worker = stack.start_worker(workers)
+        rate = _drain_rate(stack.db, stack, progress, plan.payments, phase)
+        worker.stop()
+        progress.done(f"{rate:,.0f} payments/s")
+        rounds.append({"workers": workers, "drain_rps": rate})
+    return {
+        "payments": plan.payments,
+        "database": stack.db.url.split(":", 1)[0],
+        "workers_sweep": rounds,
+    }
+
+
+def _drain_rate(
+    db: BenchDatabase, stack: BenchStack, progress: _Progress, payments: int, phase: str
+) -> float:
+    """Payments per second from the first settlement of ``phase`` to the last message."""
+    _wait_settled(db, progress, payments)
+    # Drained means every message handled too, as the no-op ceiling counts it: a
+    # payment settled by a group still has its message to acknowledge.
+    _wait_queue_empty(stack)
+    drained = datetime.now(UTC).isoformat()
+    ((first,),) = db.rows(
+        f"SELECT min(completed_at) FROM payments WHERE idempotency_key LIKE '{phase}-%'"
+    )
+    return (payments - 1) / _seconds(str(first), drained)
 
 
 class _TransferRequests:
@@ -263,10 +343,11 @@ def _latency(name: str, result: Result) -> dict[str, float]:
     }
 
 
-def _wait_settled(db: Any, progress: _Progress | None, total: int) -> None:
+def _wait_settled(db: BenchDatabase, progress: _Progress | None, total: int) -> None:
+    """Until no payment is pending; ``total`` is what the progress bar counts to."""
     deadline = time.monotonic() + 600
     while True:
-        (pending,) = db.execute("SELECT count(*) FROM payments WHERE status = 'pending'").fetchone()
+        pending = _pending(db)
         if progress is not None:
             progress(total - pending)
         if pending == 0:
@@ -274,6 +355,11 @@ def _wait_settled(db: Any, progress: _Progress | None, total: int) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{pending} payments still pending after 600 s")
         time.sleep(0.1)
+
+
+def _pending(db: BenchDatabase) -> int:
+    ((count,),) = db.rows("SELECT count(*) FROM payments WHERE status = 'pending'")
+    return int(count or 0)
 
 
 def _wait_queue_empty(stack: BenchStack) -> None:
@@ -307,11 +393,9 @@ class _DepthSampler:
 
     def _run(self) -> None:
         began = time.monotonic()
-        with self._stack.database() as db, self._stack.redis() as client:
+        with self._stack.redis() as client:
             while not self._stop.wait(0.5):
-                (pending,) = db.execute(
-                    "SELECT count(*) FROM payments WHERE status = 'pending'"
-                ).fetchone()
+                pending = _pending(self._stack.db)
                 queued = int(client.hlen("dramatiq:payments.msgs"))
                 self._into.append((time.monotonic() - began, pending, queued))
 
@@ -345,6 +429,21 @@ class _RssSampler:
                 else 0.0
             )
         return out
+
+
+def _report_sweep(figures: dict[str, Any], plan: Plan) -> None:
+    if not figures:
+        return
+    rounds = figures["workers_sweep"]
+    one = rounds[0]["drain_rps"]
+    print()
+    print(
+        f"| worker processes ({figures['database']}, {plan.payments} payments) | drain | vs first |"
+    )
+    print("| --- | --- | --- |")
+    for row in rounds:
+        rate = row["drain_rps"]
+        print(f"| {row['workers']} | {rate:,.0f} payments/s | {rate / one:.2f} |")
 
 
 def _report(figures: dict[str, Any], plan: Plan) -> None:

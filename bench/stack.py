@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,12 +18,31 @@ from typing import IO
 
 import redis
 
+from bench.database import BenchDatabase
+
 
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def free_ports(count: int) -> int:
+    """A port ``p`` with ``p + 1 … p + count - 1`` free too (one per worker process)."""
+    while True:
+        first = free_port()
+        if first + count <= 65536 and all(_bindable(first + n) for n in range(1, count)):
+            return first
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
@@ -47,11 +65,20 @@ class Child:
         )
 
     def rss_mb(self) -> float:
-        """Resident memory now, in MiB (0 once the process is gone)."""
-        return _status_kb(self.popen.pid, "VmRSS") / 1024
+        """Resident memory now, in MiB, its child processes' included (0 once gone)."""
+        return sum(_status_kb(pid, "VmRSS") for pid in self._pids()) / 1024
 
     def peak_rss_mb(self) -> float:
-        return _status_kb(self.popen.pid, "VmHWM") / 1024
+        return sum(_status_kb(pid, "VmHWM") for pid in self._pids()) / 1024
+
+    def _pids(self) -> list[int]:
+        """It and, under ``--processes N``, its children (as Linux lists them)."""
+        pid = self.popen.pid
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            children = []
+        return [pid, *(int(child) for child in children)]
 
     def stop(self) -> None:
         if self.popen.poll() is None:
@@ -77,9 +104,11 @@ def _status_kb(pid: int, field: str) -> int:
 class BenchStack:
     """One run's Redis, database and processes."""
 
-    def __init__(self, directory: Path, settings_env: dict[str, str]) -> None:
+    def __init__(
+        self, directory: Path, settings_env: dict[str, str], database: BenchDatabase
+    ) -> None:
         self.directory = directory
-        self.db_path = directory / "bench.db"
+        self.db = database
         self.redis_port = free_port()
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.children: list[Child] = []
@@ -88,7 +117,7 @@ class BenchStack:
             base
             | settings_env
             | {
-                "P2P_DATABASE_URL": f"sqlite:///{self.db_path}",
+                "P2P_DATABASE_URL": database.url,
                 "P2P_REDIS_URL": self.redis_url,
                 "P2P_LOG_LEVEL": "WARNING",
                 # Served as in production, on a port nobody else holds.
@@ -127,8 +156,17 @@ class BenchStack:
         wait_until(lambda: _answers(port), "p2p api")
         return child, port
 
-    def start_worker(self) -> Child:
-        return self._start("worker", [sys.executable, "-m", "cli", "worker"])
+    def start_worker(self, processes: int = 1) -> Child:
+        """``p2p worker``, or ``p2p worker --processes N``: worker ``i`` serves its
+        metrics on the base port + ``i``."""
+        argv = [sys.executable, "-m", "cli", "worker"]
+        if processes > 1:
+            argv += ["--processes", str(processes)]
+        env = self.env | {"P2P_WORKER_METRICS_PORT": str(free_ports(processes))}
+        name = "worker" if processes == 1 else f"worker-{processes}"
+        child = Child(name, argv, env, self.directory)
+        self.children.append(child)
+        return child
 
     def start_noop_http(self) -> tuple[Child, int]:
         port = free_port()
@@ -158,9 +196,6 @@ class BenchStack:
             check=True,
         )
         return done.stdout
-
-    def database(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.db_path, timeout=30)
 
     def close(self) -> None:
         for child in reversed(self.children):

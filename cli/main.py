@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -13,6 +14,7 @@ from api.app import create_app
 from api.server import serve
 from bench.run import add_arguments as add_bench_arguments
 from bench.run import run as run_bench
+from cli.processes import run_api_processes, run_worker_processes
 from shared.audit import verify
 from shared.db import Database
 from shared.logs import LogFormat, configure_logging
@@ -38,8 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: str = args.command
     configure_logging(settings.log_level, settings.log_format or _LOG_FORMAT.get(command, "text"))
     if command == "api":
-        _serve_api(settings, args.host, args.port)
+        if args.processes > 1:
+            return run_api_processes(settings, args.host, args.port, args.processes)
+        _serve_api(settings, args.host, args.port, args.fd)
     elif command == "worker":
+        if args.processes > 1:
+            return run_worker_processes(settings, args.processes)
         run_worker(settings)
     elif command == "dev":
         _serve_dev(settings, args.host, args.port)
@@ -60,7 +66,16 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument("--host", default="127.0.0.1")
         sub.add_argument("--port", type=int, default=8000)
-    commands.add_parser("worker", help="settle payments from Redis, and sweep stuck ones")
+        if name == "api":
+            sub.add_argument(
+                "--processes", type=_processes, default=1, metavar="N", help=_PROCESSES_HELP
+            )
+            # A socket already listening, inherited from ``p2p api --processes``.
+            sub.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)
+    worker = commands.add_parser("worker", help="settle payments from Redis, and sweep stuck ones")
+    worker.add_argument(
+        "--processes", type=_processes, default=1, metavar="N", help=_PROCESSES_HELP
+    )
     commands.add_parser("verify", help="audit the database: exit 0 when the ledger holds")
     bench = commands.add_parser(
         "bench", help="measure the real stack on loopback against its ceilings"
@@ -69,13 +84,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve_api(settings: Settings, host: str, port: int) -> None:
+_PROCESSES_HELP = "run N processes under one supervisor that restarts any that dies (default 1)"
+
+
+def _processes(text: str) -> int:
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return count
+
+
+def _serve_api(settings: Settings, host: str, port: int, fd: int | None) -> None:
     db = Database.from_settings(settings)
     db.migrate()
     broker = redis_broker(settings.redis_url, timeout_s=settings.redis_timeout_s)
     queue = SettlementQueue(broker, settings.queue_name)
+    sock = None if fd is None else socket.socket(fileno=fd)
     try:
-        serve(create_app(settings, db, queue, shared_limits=True), host, port)
+        serve(create_app(settings, db, queue, shared_limits=True), host, port, sock=sock)
     finally:
         queue.close()
         db.close()

@@ -102,7 +102,7 @@ def _structured(record: logging.LogRecord) -> dict[str, Any]:
 
 
 class JsonFormatter(logging.Formatter):
-    """``{"ts", "level", "logger", "message", …fields, "exception"?}`` on one line."""
+    """``{"ts", "level", "logger", "message", "pid", …fields, "exception"?}`` on one line."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -110,6 +110,8 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            # Several processes (``--processes N``) may write one stream.
+            "pid": record.process,
         }
         line.update(_structured(record))
         if record.exc_info:

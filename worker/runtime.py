@@ -94,7 +94,13 @@ def run_worker(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
     runtime.start()
-    log.info("worker started: queue %r, database %s", settings.queue_name, db.path)
+    # The broker id names this process's keys in Redis (``dramatiq:__acks__.<id>.*``).
+    log.info(
+        "worker started: queue %r, database %s",
+        settings.queue_name,
+        db.path,
+        extra={"broker_id": broker.broker_id},
+    )
     while not stopping.wait(1.0):
         pass
     log.info("worker stopping")

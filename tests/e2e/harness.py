@@ -39,6 +39,11 @@ LONG_POLL_S = 10.0
 # A Redis nobody listens on: a process that must not use Redis fails loudly, and never
 # touches the machine's shared one on 6379.
 NO_REDIS_URL = "redis://127.0.0.1:1/0"
+# The machine's PostgreSQL (trust authentication), or the one the suite is pointed at.
+# TODO(integrator): the pg branch's own PostgreSQL setting/fixture should replace this.
+POSTGRES_SERVER_URL = os.environ.get(
+    "P2P_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 Json = dict[str, Any]
 
@@ -107,6 +112,14 @@ class Process:
             what=f"{self.name} to print {text!r}",
         )
 
+    def children(self) -> set[int]:
+        """The pids of its live child processes (``--processes N``), as Linux lists them."""
+        listing = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        try:
+            return {int(pid) for pid in listing.read_text().split()}
+        except FileNotFoundError:  # it has exited
+            return set()
+
     def close(self) -> None:
         self.kill()
         self._log.close()
@@ -165,17 +178,27 @@ class Stack:
         self.processes.append(process)
         return process
 
-    def start_worker(self, *, wait_started: bool = False) -> Process:
-        """``p2p worker``. It has no readiness endpoint: ``wait_started`` waits for its
-        log line, after which it consumes and sweeps."""
-        worker = self.start("worker", [P2P, "worker"])
+    def start_worker(self, *, wait_started: bool = False, processes: int = 1) -> Process:
+        """``p2p worker`` (``--processes N`` when ``processes`` > 1). It has no readiness
+        endpoint: ``wait_started`` waits for the log line of every process, after which
+        they consume and sweep."""
+        argv = [P2P, "worker"] if processes == 1 else [P2P, "worker", "--processes", str(processes)]
+        worker = self.start("worker", argv)
         if wait_started:
-            worker.wait_for_output("worker started", timeout=START_TIMEOUT_S)
+            poll(
+                lambda: worker.log_text().count("worker started") >= processes or None,
+                timeout=START_TIMEOUT_S,
+                what=f"{worker.name} to start {processes} worker(s)",
+            )
         return worker
 
-    def start_api(self) -> Api:
+    def start_api(self, *, processes: int = 1) -> Api:
+        """``p2p api`` (``--processes N`` when ``processes`` > 1), answering ``/healthz``."""
         port = free_port()
-        return self._serving(self.start("api", [P2P, "api", "--port", str(port)]), port)
+        argv = [P2P, "api", "--port", str(port)]
+        if processes > 1:
+            argv += ["--processes", str(processes)]
+        return self._serving(self.start("api", argv), port)
 
     def start_crashing_api(self) -> Api:
         """An API that dies between committing a payment and enqueueing it."""

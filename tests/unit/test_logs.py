@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import logging.config
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -57,6 +58,11 @@ def test_a_json_line_has_the_time_in_utc_the_level_the_logger_and_the_message() 
     assert moment.tzinfo is not None
     assert moment.utcoffset() == UTC.utcoffset(None)
     assert abs((datetime.now(UTC) - moment).total_seconds()) < 60
+
+
+def test_a_json_line_names_the_process_that_wrote_it() -> None:
+    # Several processes (``--processes N``) write one stream: each line says whose it is.
+    assert _json(_record())["pid"] == os.getpid()
 
 
 def test_extra_fields_keep_their_json_types() -> None:
