@@ -65,6 +65,7 @@ def test_a_payment_settled_before_is_not_observed_again(
     assert [[p.id for p in call] for call in observed.calls] == [[payment.id]]
 
 
+@pytest.mark.sqlite_only  # the poison is a SQLite trigger
 def test_a_rolled_back_settle_is_not_observed(db: Database, alice: Customer, bob: Customer) -> None:
     observed = Observed(db)
     payment = pay(db, alice.main, bob.main, 10)
