@@ -107,6 +107,22 @@ def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -
         server.drop(name)
 
 
+@pytest.fixture
+def blank_database_url(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A database of this test's own that nobody has migrated: no tables at all."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'blank.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = server.new_database(migrated=False)
+    try:
+        yield server.url_for(name)
+    finally:
+        server.drop(name)
+
+
 def open_database(url: str) -> Database:
     """The ``Database`` a URL names, as ``Database.from_settings`` would open it."""
     if url.startswith("sqlite:///"):

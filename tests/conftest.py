@@ -21,9 +21,16 @@ from typing import IO
 import pytest
 import redis
 
-from tests.backends import backend, database_url, parametrize_backends, postgres_server
+from tests.backends import (
+    backend,
+    blank_database_url,
+    database_url,
+    parametrize_backends,
+    postgres_server,
+)
 
-__all__ = ["backend", "database_url", "postgres_server"]  # fixtures for the whole suite
+# Fixtures for the whole suite.
+__all__ = ["backend", "blank_database_url", "database_url", "postgres_server"]
 
 E2E_DIR = Path(__file__).parent / "e2e"
 REDIS_FIXTURES = frozenset({"redis_server", "fresh_redis"})
