@@ -3,8 +3,10 @@ per test on the server named by ``P2P_TEST_POSTGRES_URL``.
 
 A test that takes ``backend`` (directly or through ``database_url``, ``db``,
 ``settings``…) runs once per backend; ``@pytest.mark.sqlite_only`` keeps one that reads
-SQLite itself to SQLite. Each PostgreSQL test gets a database of its own, copied from a
-template migrated once per session, and dropped afterwards. Without a server the
+SQLite itself to SQLite. Each PostgreSQL test gets a database nobody else uses, copied
+from a template migrated once per session; once the test is over its rows are deleted
+and it is handed to the next test (a tenth of the cost of creating and dropping one),
+or dropped if anything holds on to it. Without a server the
 PostgreSQL tests fail under ``CI=true`` and are skipped elsewhere, with the reason.
 """
 
@@ -19,9 +21,12 @@ import psycopg
 import pytest
 
 from shared.db import Database, SQLiteDatabase
-from shared.postgres import PostgresDatabase
+from shared.postgres import POSTGRES, PostgresDatabase
 
 BACKENDS = ("sqlite", "postgresql")
+# Children before parents.
+_TABLES = ("ledger_entries", "payments", "deposits", "accounts", "api_keys", "users")
+E2E_DIR = Path(__file__).parent / "e2e"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -33,6 +38,8 @@ class PostgresServer:
         self._prefix = f"p2p_test_{os.getpid()}"
         self.template = f"{self._prefix}_template"
         self._serial = itertools.count(1)
+        self._clean: list[str] = []
+        self._made: set[str] = set()
 
     def url_for(self, database: str) -> str:
         """The admin URL, naming ``database`` instead (its query string kept)."""
@@ -62,6 +69,41 @@ class PostgresServer:
 
     def drop(self, name: str) -> None:
         self.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        self._made.discard(name)
+
+    def acquire(self) -> str:
+        """A migrated database without a row in it, for one test."""
+        if self._clean:
+            return self._clean.pop()
+        name = self.new_database()
+        self._made.add(name)
+        return name
+
+    def release(self, name: str) -> None:
+        """Empty the test's database for the next one; drop it if that cannot be done
+        at once (a connection still holds a lock) or the schema was changed."""
+        try:
+            with psycopg.connect(self.url_for(name), autocommit=True, connect_timeout=5) as conn:
+                conn.execute("SET lock_timeout = '1s'")
+                # replica: no trigger fires, the append-only ledger's neither.
+                conn.execute("SET session_replication_role = replica")
+                conn.execute("BEGIN")
+                for table in _TABLES:
+                    conn.execute(f"DELETE FROM {table}".encode())
+                row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+                conn.execute("COMMIT")
+        except psycopg.Error:
+            self.drop(name)
+            return
+        if row is not None and row[0] == len(POSTGRES.migrations):
+            self._clean.append(name)
+        else:
+            self.drop(name)
+
+    def drop_all(self) -> None:
+        for name in [*self._made, self.template]:
+            self.drop(name)
+        self._clean.clear()
 
 
 def postgres_unreachable(reason: str) -> None:
@@ -83,7 +125,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         )
     server.create_template()
     yield server
-    server.drop(server.template)
+    server.drop_all()
 
 
 @pytest.fixture
@@ -100,11 +142,11 @@ def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -
         yield f"sqlite:///{tmp_path / 'p2p.db'}"
         return
     server: PostgresServer = request.getfixturevalue("postgres_server")
-    name = server.new_database()
+    name = server.acquire()
     try:
         yield server.url_for(name)
     finally:
-        server.drop(name)
+        server.release(name)
 
 
 @pytest.fixture
@@ -131,9 +173,15 @@ def open_database(url: str) -> Database:
 
 
 def parametrize_backends(metafunc: pytest.Metafunc) -> None:
-    """Every test that takes ``backend`` runs on both, unless it is ``sqlite_only``."""
+    """Every unit and API test that takes ``backend`` runs on both, unless it is
+    ``sqlite_only``. An end-to-end scenario starts real processes, so it runs on
+    PostgreSQL too only when marked ``postgresql``: those cover what differs."""
     if "backend" in metafunc.fixturenames:
-        only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        definition = metafunc.definition
+        end_to_end = E2E_DIR in definition.path.parents
+        only_sqlite = definition.get_closest_marker("sqlite_only") is not None or (
+            end_to_end and definition.get_closest_marker("postgresql") is None
+        )
         metafunc.parametrize(
             "backend", ["sqlite"] if only_sqlite else list(BACKENDS), indirect=True
         )
