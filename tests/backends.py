@@ -16,12 +16,13 @@ import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 from shared.db import Database, SQLiteDatabase
-from shared.postgres import POSTGRES, PostgresDatabase
+from shared.postgres import PostgresDatabase
 
 BACKENDS = ("sqlite", "postgresql")
 # Children before parents.
@@ -40,6 +41,7 @@ class PostgresServer:
         self._serial = itertools.count(1)
         self._clean: list[str] = []
         self._made: set[str] = set()
+        self._template_schema = ""
 
     def url_for(self, database: str) -> str:
         """The admin URL, naming ``database`` instead (its query string kept)."""
@@ -59,6 +61,8 @@ class PostgresServer:
             database.migrate()
         finally:
             database.close()
+        with psycopg.connect(self.url_for(self.template), autocommit=True) as conn:
+            self._template_schema = _schema_of(conn)
 
     def new_database(self, *, migrated: bool = True) -> str:
         """A fresh database's name: migrated (a copy of the template) or blank."""
@@ -90,20 +94,95 @@ class PostgresServer:
                 conn.execute("BEGIN")
                 for table in _TABLES:
                     conn.execute(f"DELETE FROM {table}".encode())
-                row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
                 conn.execute("COMMIT")
+                schema = _schema_of(conn)
         except psycopg.Error:
             self.drop(name)
             return
-        if row is not None and row[0] == len(POSTGRES.migrations):
+        if schema == self._template_schema:
             self._clean.append(name)
-        else:
+        else:  # a test changed the schema (a poisoned trigger, say): nobody else gets it
             self.drop(name)
+
+    def drop_abandoned(self) -> None:
+        """Drop what runs that were killed left behind (their process is gone)."""
+        with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5) as conn:
+            names = [
+                name
+                for (name,) in conn.execute(
+                    r"SELECT datname FROM pg_database WHERE datname LIKE 'p2p\_test\_%'"
+                )
+            ]
+        for name in names:
+            pid = name.split("_")[2]
+            if pid.isdigit() and not _alive(int(pid)):
+                self.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     def drop_all(self) -> None:
         for name in [*self._made, self.template]:
             self.drop(name)
         self._clean.clear()
+
+
+_SCHEMA = """
+    SELECT coalesce(md5(string_agg(item, ',' ORDER BY item)), '') FROM (
+        SELECT 'relation ' || relname || ' ' || relkind::text FROM pg_class
+        WHERE relnamespace = 'public'::regnamespace
+        UNION ALL SELECT 'column ' || attrelid::regclass || '.' || attname || ' ' || atttypid::text
+        FROM pg_attribute JOIN pg_class ON pg_class.oid = attrelid
+        WHERE relnamespace = 'public'::regnamespace AND attnum > 0 AND NOT attisdropped
+        UNION ALL SELECT 'trigger ' || tgname FROM pg_trigger WHERE NOT tgisinternal
+        UNION ALL SELECT 'function ' || proname || md5(prosrc) FROM pg_proc
+        WHERE pronamespace = 'public'::regnamespace
+        UNION ALL SELECT 'constraint ' || conname FROM pg_constraint
+        WHERE connamespace = 'public'::regnamespace
+        UNION ALL SELECT 'version ' || version FROM schema_version
+    ) AS schema (item)
+"""
+
+
+def _schema_of(conn: psycopg.Connection[Any]) -> str:
+    """A digest of every table, column, index, trigger, function and constraint."""
+    row = conn.execute(_SCHEMA.encode()).fetchone()
+    return "" if row is None else str(row[0])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def poison(db: Database, payment_id: str) -> None:
+    """Make settling this one payment raise ``poisoned row``, as a row no code expected
+    would: a trigger, in the database's own dialect. ``cure`` removes it."""
+    if db.dialect.name == "sqlite":
+        db.connection().execute(
+            "CREATE TRIGGER poison BEFORE UPDATE ON payments"
+            f" WHEN NEW.id = '{payment_id}' BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
+        )
+        return
+    db.connection().execute(
+        "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        f" IF NEW.id = '{payment_id}' THEN RAISE EXCEPTION 'poisoned row'"
+        " USING ERRCODE = 'integrity_constraint_violation'; END IF; RETURN NEW; END $$"
+    )
+    db.connection().execute(
+        "CREATE TRIGGER poison BEFORE UPDATE ON payments FOR EACH ROW EXECUTE FUNCTION poison()"
+    )
+
+
+def cure(db: Database) -> None:
+    """Remove what ``poison`` made."""
+    if db.dialect.name == "sqlite":
+        db.connection().execute("DROP TRIGGER poison")
+        return
+    db.connection().execute("DROP TRIGGER poison ON payments")
+    db.connection().execute("DROP FUNCTION poison()")
 
 
 def postgres_unreachable(reason: str) -> None:
@@ -123,6 +202,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         postgres_unreachable(
             f"no PostgreSQL at P2P_TEST_POSTGRES_URL={server.url_for('')}… ({error})".strip()
         )
+    server.drop_abandoned()
     server.create_template()
     yield server
     server.drop_all()
