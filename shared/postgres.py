@@ -20,7 +20,7 @@ import psycopg.errors
 from psycopg.abc import Buffer
 from psycopg.rows import RowMaker
 from psycopg.types.string import StrBinaryDumper, StrDumperUnknown
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from shared.db import Database
 from shared.dialect import Connection, Dialect, Params
@@ -171,7 +171,7 @@ class PostgresDatabase(Database):
 
     dialect = POSTGRES
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, connect_timeout_s: float = 10.0) -> None:
         self.url = url
         self.path = _without_password(url)
         self._pool: ConnectionPool[psycopg.Connection[PgRow]] = ConnectionPool(
@@ -182,12 +182,23 @@ class PostgresDatabase(Database):
             min_size=1,
             max_size=pool_size,
             name="p2p",
-            open=True,
+            open=False,
         )
+        self._open(connect_timeout_s)
         self._autocommit = _Autocommit(self._pool)
 
     def connection(self) -> Connection:
         return self._autocommit
+
+    def _open(self, timeout_s: float) -> None:
+        """Fail at start, with the server's reason, when the database cannot be reached."""
+        try:
+            self._pool.open(wait=True, timeout=timeout_s)
+        except PoolTimeout:
+            self._pool.close()
+            with psycopg.connect(self.url, connect_timeout=max(1, int(timeout_s))):
+                pass  # raises psycopg.OperationalError, saying why
+            raise
 
     @contextmanager
     def write(self) -> Iterator[PostgresConnection]:
