@@ -26,6 +26,8 @@ from shared.db import Database
 from shared.dialect import Connection, Dialect, Params
 from shared.schema_postgres import POSTGRES_MIGRATIONS
 
+POOL_WAIT_S = 10.0
+
 # Migrations from several processes starting at once run one after the other.
 _MIGRATION_LOCK = 0x7032_7030_6D69_6772  # "p2p0migr"
 
@@ -71,7 +73,7 @@ class PgRow(tuple[Any, ...]):
 
 
 @functools.lru_cache(maxsize=512)
-def _row_class(names: tuple[str, ...]) -> type[PgRow]:
+def row_class(names: tuple[str, ...]) -> type[PgRow]:
     index: dict[str, int] = {}
     for position, name in enumerate(names):
         index.setdefault(name, position)  # the first of two equal names, as sqlite3.Row
@@ -80,7 +82,7 @@ def _row_class(names: tuple[str, ...]) -> type[PgRow]:
 
 def _pg_rows(cursor: psycopg.Cursor[Any]) -> RowMaker[PgRow]:
     names = tuple(column.name for column in cursor.description or ())
-    return _row_class(names)
+    return row_class(names)
 
 
 class _TextDumper(StrDumperUnknown):
@@ -173,7 +175,7 @@ class PostgresDatabase(Database):
 
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout_s: float = 10.0) -> None:
         self.url = url
-        self.path = _without_password(url)
+        self.path = shown_url(url)
         self._pool: ConnectionPool[psycopg.Connection[PgRow]] = ConnectionPool(
             url,
             connection_class=cast(type[psycopg.Connection[PgRow]], psycopg.Connection),
@@ -181,6 +183,9 @@ class PostgresDatabase(Database):
             configure=_configure,
             min_size=1,
             max_size=pool_size,
+            # How long a statement waits for a free connection (or for a server that went
+            # away to come back) before it fails: a readiness probe must answer in time.
+            timeout=POOL_WAIT_S,
             name="p2p",
             open=False,
         )
@@ -254,7 +259,7 @@ def _rollback(raw: psycopg.Connection[Any]) -> None:
         raw.execute("ROLLBACK")
 
 
-def _without_password(url: str) -> str:
+def shown_url(url: str) -> str:
     """The URL as logs may show it."""
     scheme, _, rest = url.partition("://")
     credentials, at, location = rest.rpartition("@")
