@@ -47,7 +47,8 @@ class Database(ABC):
 
     @abstractmethod
     def connection(self) -> Connection:
-        """A connection in autocommit mode, for reads that need no snapshot."""
+        """A connection in autocommit mode, for statements that need no transaction
+        (on PostgreSQL each may run on another pooled connection)."""
 
     @abstractmethod
     def write(self) -> AbstractContextManager[Connection]:
