@@ -86,7 +86,19 @@ class GroupCommitter:
 
     def _commit(self, group: list[_Write]) -> None:
         try:
-            outcomes = self._db.run(self._apply, group)
+            if len(group) == 1:
+                outcomes = self._db.run(self._apply, group)
+            else:
+                with self._db.write() as conn:
+                    outcomes = self._apply(conn, group)
+        except self._db.dialect.conflict_error:
+            # PostgreSQL broke a deadlock: another process's transaction locked some of
+            # the same accounts in another order, and would again. A write alone locks
+            # one account, so one per transaction cannot deadlock.
+            log.info("group commit of %d write(s) hit a deadlock; one at a time", len(group))
+            for write in group:
+                self._commit([write])
+            return
         except Exception as error:
             log.exception("group commit of %d write(s) failed", len(group))
             for write in group:
@@ -101,8 +113,8 @@ class GroupCommitter:
 
     @staticmethod
     def _apply(conn: Connection, group: list[_Write]) -> list[_Outcome]:
-        """Each write in a savepoint of its own; run again whole if PostgreSQL broke a
-        deadlock with another process's transaction (``Database.run``)."""
+        """Each write in a savepoint of its own. A conflict (a deadlock PostgreSQL broke)
+        ends the whole transaction: it is no single write's failure."""
         outcomes: list[_Outcome] = []
         conflict = dialect_of(conn).conflict_error
         for write in group:

@@ -262,6 +262,6 @@ def parametrize_backends(metafunc: pytest.Metafunc) -> None:
         only_sqlite = definition.get_closest_marker("sqlite_only") is not None or (
             end_to_end and definition.get_closest_marker("postgresql") is None
         )
-        metafunc.parametrize(
-            "backend", ["sqlite"] if only_sqlite else list(BACKENDS), indirect=True
-        )
+        only_postgres = definition.get_closest_marker("postgresql_only") is not None
+        backends = ["postgresql"] if only_postgres else ["sqlite"] if only_sqlite else BACKENDS
+        metafunc.parametrize("backend", list(backends), indirect=True)

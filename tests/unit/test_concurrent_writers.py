@@ -4,6 +4,7 @@ number of API and worker processes, end as they do on one."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -13,6 +14,7 @@ import pytest
 
 from shared import accounts
 from shared.audit import verify
+from shared.committer import GroupCommitter
 from shared.db import Database
 from shared.engine import settle_pending
 from shared.errors import EmailTaken
@@ -136,3 +138,49 @@ def test_workers_settling_at_once_settle_each_payment_exactly_once(
     assert statuses <= {PaymentStatus.COMPLETED.value, PaymentStatus.FAILED.value}
     assert sum(balance_of(db, c.main.id) for c in customers) == 3 * 1000
     assert verify(db) == []
+
+
+@pytest.mark.postgresql_only  # SQLite has one writer at a time: it cannot deadlock
+def test_api_groups_that_deadlock_still_commit_every_write(
+    db: Database,
+    other: Database,
+    alice: Customer,
+    bob: Customer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two API processes' shared transactions lock two accounts in opposite orders:
+    PostgreSQL aborts one, and its writes are committed after all."""
+    both_hold_one = threading.Barrier(2)
+    first_tries: set[str] = set()
+
+    def lock(account_id: str, *, then_wait: str | None = None) -> Callable[[Any], str]:
+        def work(conn: Any) -> str:
+            conn.execute("UPDATE accounts SET updated_at = updated_at WHERE id = ?", (account_id,))
+            if then_wait is not None and then_wait not in first_tries:
+                first_tries.add(then_wait)
+                both_hold_one.wait(DEADLINE_S)
+            return account_id
+
+        return work
+
+    one, two = GroupCommitter(db), GroupCommitter(other)
+    try:
+        gates = [threading.Event(), threading.Event()]
+        for writer, gate in zip((one, two), gates, strict=True):
+            writer.submit(lambda conn, gate=gate: gate.wait(DEADLINE_S))  # queue the next two
+        futures = [
+            one.submit(lock(alice.main.id, then_wait="one")),
+            one.submit(lock(bob.main.id)),
+            two.submit(lock(bob.main.id, then_wait="two")),
+            two.submit(lock(alice.main.id)),
+        ]
+        with caplog.at_level(logging.INFO, logger="shared.committer"):
+            for gate in gates:
+                gate.set()
+            results = [future.result(DEADLINE_S) for future in futures]
+    finally:
+        one.close()
+        two.close()
+
+    assert results == [alice.main.id, bob.main.id, bob.main.id, alice.main.id]
+    assert "hit a deadlock; one at a time" in caplog.text
