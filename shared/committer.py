@@ -42,7 +42,7 @@ class GroupCommitter:
 
     def __init__(self, db: Database, *, max_group: int = MAX_GROUP) -> None:
         self._db = db
-        self._max_group = max_group
+        self._max_group = max_group if db.dialect.shares_write_transactions else 1
         self._writes: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         self.groups = 0
         """Transactions committed so far (each a group of writes)."""
@@ -86,19 +86,7 @@ class GroupCommitter:
 
     def _commit(self, group: list[_Write]) -> None:
         try:
-            if len(group) == 1:
-                outcomes = self._db.run(self._apply, group)
-            else:
-                with self._db.write() as conn:
-                    outcomes = self._apply(conn, group)
-        except self._db.dialect.conflict_error:
-            # PostgreSQL broke a deadlock: another process's transaction locked some of
-            # the same accounts in another order, and would again. A write alone locks
-            # one account, so one per transaction cannot deadlock.
-            log.info("group commit of %d write(s) hit a deadlock; one at a time", len(group))
-            for write in group:
-                self._commit([write])
-            return
+            outcomes = self._db.run(self._apply, group)
         except Exception as error:
             log.exception("group commit of %d write(s) failed", len(group))
             for write in group:
@@ -113,8 +101,8 @@ class GroupCommitter:
 
     @staticmethod
     def _apply(conn: Connection, group: list[_Write]) -> list[_Outcome]:
-        """Each write in a savepoint of its own. A conflict (a deadlock PostgreSQL broke)
-        ends the whole transaction: it is no single write's failure."""
+        """Each write in a savepoint of its own. A conflict (PostgreSQL broke a deadlock)
+        is no single write's failure: the whole transaction is run again."""
         outcomes: list[_Outcome] = []
         conflict = dialect_of(conn).conflict_error
         for write in group:

@@ -58,6 +58,8 @@ class Dialect:
     """Locked, busy, disk, connection: the transaction rolled back, try it all again later."""
     conflict_error: tuple[type[Exception], ...] = ()
     """Another transaction got in the way (deadlock, serialization): retry at once."""
+    shares_write_transactions = True
+    """Whether the API's group commit puts concurrent writes in one transaction."""
 
     def lock_accounts(self, conn: Connection, account_ids: Collection[str]) -> None:
         """Lock these accounts' rows until the transaction ends, always in one order, so

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from tests.e2e.harness import ApiClient, Stack, random_transfers, submit_concurrently
+from tests.e2e.harness import ApiClient, Stack, poll, random_transfers, submit_concurrently
 
 pytestmark = pytest.mark.postgresql  # runs on SQLite and on PostgreSQL
 
@@ -57,6 +57,12 @@ def test_several_workers_settle_every_payment_exactly_once(stack: Stack) -> None
     assert db.scalar("SELECT count(*) FROM payments") == TRANSFERS
     assert db.scalar("SELECT count(*) FROM ledger_entries WHERE payment_id IS NOT NULL") == (
         2 * outcomes["completed"]
+    )
+    # A worker logs a payment just after its commit: wait for the last lines.
+    poll(
+        lambda: sum(_settled_by(worker.log_text()) for worker in workers) >= TRANSFERS or None,
+        timeout=10,
+        what="every settled payment to be logged",
     )
     per_worker = [_settled_by(worker.log_text()) for worker in workers]
     assert sum(per_worker) == TRANSFERS, per_worker  # each payment settled once, by one

@@ -41,6 +41,7 @@ def _count(db: Database, sql: str) -> int:
     return value
 
 
+@pytest.mark.sqlite_only  # PostgreSQL: one write per transaction (test_concurrent_writers)
 def test_writes_queued_together_share_one_transaction(
     db: Database, writer: GroupCommitter, alice: Customer, bob: Customer
 ) -> None:
