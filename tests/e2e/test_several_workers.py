@@ -28,8 +28,10 @@ def _settled_by(worker_log: str) -> int:
 
 
 def test_several_workers_settle_every_payment_exactly_once(stack: Stack) -> None:
-    # Small groups, so that every worker has settling to do while the others do too.
+    # Small groups and one message at a time, so that every worker has settling to do
+    # while the others do too (with the default prefetch, one fast worker takes them all).
     stack.overrides["P2P_SETTLE_GROUP"] = "4"
+    stack.overrides["P2P_WORKER_PREFETCH"] = "1"
     apis = [stack.start_api(), stack.start_api()]
     workers = [stack.start_worker(wait_started=True) for _ in range(WORKERS)]
     with ApiClient(apis[0].url) as client:
