@@ -3,11 +3,12 @@ per test on the server named by ``P2P_TEST_POSTGRES_URL``.
 
 A test that takes ``backend`` (directly or through ``database_url``, ``db``,
 ``settings``…) runs once per backend; ``@pytest.mark.sqlite_only`` keeps one that reads
-SQLite itself to SQLite. Each PostgreSQL test gets a database nobody else uses, copied
-from a template migrated once per session; once the test is over its rows are deleted
-and it is handed to the next test (a tenth of the cost of creating and dropping one),
-or dropped if anything holds on to it. Without a server the
-PostgreSQL tests fail under ``CI=true`` and are skipped elsewhere, with the reason.
+SQLite itself to SQLite, ``@pytest.mark.postgresql_only`` one about what only PostgreSQL
+does to PostgreSQL. Each PostgreSQL test gets a database nobody else uses, copied from a
+template migrated once per session; once the test is over its rows are deleted and it
+is handed to the next test (cheaper than creating and dropping one), or dropped if its
+schema was changed or anything still holds on to it. Without a server the PostgreSQL
+tests fail under ``CI=true`` and are skipped elsewhere, with the reason.
 """
 
 from __future__ import annotations
