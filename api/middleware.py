@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 
+import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.metrics import ApiMetrics
 from api.problems import problem
 from shared import logs
 from shared.db import Database
+from shared.records import User
 from shared.users import authenticate, key_id_of
 
 PUBLIC_PATHS = frozenset(
@@ -85,9 +87,10 @@ class AuthenticationMiddleware:
     in ``request.state.api_key_id``, or answers ``401``.
 
     The key is looked up on every request, so a revoked key is refused at once by every
-    API process. The lookup runs right here on the event loop: it is one indexed read on
-    this thread's connection, which in WAL mode never waits for a writer, and costs less
-    than handing it to a thread.
+    API process. On SQLite the lookup runs right here on the event loop: it is one
+    indexed read on this thread's connection, which in WAL mode never waits for a
+    writer, and costs less than handing it to a thread. On PostgreSQL it is a round trip
+    that may wait for a pooled connection, so it runs on a thread.
     """
 
     def __init__(self, app: ASGIApp, db: Database) -> None:
@@ -99,7 +102,7 @@ class AuthenticationMiddleware:
             await self.app(scope, receive, send)
             return
         token = _bearer_token(scope)
-        user = None if token is None else authenticate(self.db, token)
+        user = None if token is None else await self._authenticate(token)
         if token is None or user is None:
             detail = "a valid API key is required: Authorization: Bearer <api_key>"
             response = problem(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
@@ -110,6 +113,11 @@ class AuthenticationMiddleware:
         state["api_key_id"] = key_id_of(token)
         logs.bind(user_id=user.id)
         await self.app(scope, receive, send)
+
+    async def _authenticate(self, token: str) -> User | None:
+        if self.db.dialect.local_reads:
+            return authenticate(self.db, token)
+        return await anyio.to_thread.run_sync(authenticate, self.db, token)
 
 
 class MetricsMiddleware:

@@ -1,4 +1,4 @@
-"""p2p: run the API, the worker, both at once for development, or audit the ledger."""
+"""p2p: run the API, the worker, both at once for development, migrate or audit the database."""
 
 from __future__ import annotations
 
@@ -51,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _serve_dev(settings, args.host, args.port)
     elif command == "bench":
         return run_bench(args)
+    elif command == "migrate":
+        return _migrate(settings)
     else:
         return _verify(settings)
     return 0
@@ -77,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
         "--processes", type=_processes, default=1, metavar="N", help=_PROCESSES_HELP
     )
     commands.add_parser("verify", help="audit the database: exit 0 when the ledger holds")
+    commands.add_parser(
+        "migrate", help="create or upgrade the schema in place (api, worker and dev do it on start)"
+    )
     bench = commands.add_parser(
         "bench", help="measure the real stack on loopback against its ceilings"
     )
@@ -121,6 +126,20 @@ def _serve_dev(settings: Settings, host: str, port: int) -> None:
         queue.close()
         runtime.stop()
         db.close()
+
+
+def _migrate(settings: Settings) -> int:
+    db = Database.from_settings(settings)
+    try:
+        before = db.schema_version()
+        after = db.migrate()
+    finally:
+        db.close()
+    if before == after:
+        print(f"migrate: {db.path}: at schema version {after} already")
+    else:
+        print(f"migrate: {db.path}: schema version {before} -> {after}")
+    return 0
 
 
 def _verify(settings: Settings) -> int:

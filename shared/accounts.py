@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from shared.clock import new_id, to_text, utcnow
 from shared.db import Database
+from shared.dialect import Connection, dialect_of
 from shared.errors import AccountFrozen, BalanceLimitExceeded, IdempotencyKeyReused, NotFound
 from shared.idempotency import fingerprint
 from shared.pages import cursor_bound, page_of
@@ -14,7 +13,7 @@ from shared.records import Account, AccountState, AccountStatus, Deposit, Ledger
 MAX_BALANCE = 2**63 - 1
 
 
-def open_account(conn: sqlite3.Connection, user_id: str, currency: str) -> Account:
+def open_account(conn: Connection, user_id: str, currency: str) -> Account:
     now = to_text(utcnow())
     account_id = new_id("acc")
     conn.execute(
@@ -44,9 +43,7 @@ def list_accounts(db: Database, user_id: str, *, limit: int, cursor: str | None)
     return page_of(rows, limit, Account.from_row)
 
 
-def set_status(
-    conn: sqlite3.Connection, user_id: str, account_id: str, status: AccountStatus
-) -> Account:
+def set_status(conn: Connection, user_id: str, account_id: str, status: AccountStatus) -> Account:
     """Freeze or unfreeze; setting the status it has already is a no-op.
 
     Raises:
@@ -63,7 +60,7 @@ def set_status(
 
 
 def deposit(
-    conn: sqlite3.Connection,
+    conn: Connection,
     user_id: str,
     account_id: str,
     *,
@@ -80,7 +77,9 @@ def deposit(
         BalanceLimitExceeded: the balance would pass 2^63 - 1.
     """
     request_hash = fingerprint(amount=amount, description=description)
-    account = owned_account(conn, user_id, account_id)
+    # Locked first: the balance is read to be changed, and a concurrent deposit with
+    # the same key (another API process) waits here, then finds this one and replays it.
+    account = owned_account(conn, user_id, account_id, lock=True)
     existing = conn.execute(
         f"{_DEPOSIT_SELECT} WHERE deposits.account_id = ? AND deposits.idempotency_key = ?",
         (account_id, idempotency_key),
@@ -133,23 +132,28 @@ def list_ledger(
     return page_of(rows, limit, LedgerEntry.from_row)
 
 
-def find_account(conn: sqlite3.Connection, account_id: str) -> AccountState | None:
+def find_account(conn: Connection, account_id: str, *, lock: bool = False) -> AccountState | None:
+    """``lock``: hold the row until the transaction ends, for a write that reads then
+    changes it (PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` holds every row already)."""
     row = conn.execute(
-        "SELECT id, user_id, currency, balance, pending_out, status FROM accounts WHERE id = ?",
+        "SELECT id, user_id, currency, balance, pending_out, status FROM accounts WHERE id = ?"
+        + (dialect_of(conn).for_update if lock else ""),
         (account_id,),
     ).fetchone()
     return None if row is None else AccountState.from_row(row)
 
 
-def owned_account(conn: sqlite3.Connection, user_id: str, account_id: str) -> AccountState:
+def owned_account(
+    conn: Connection, user_id: str, account_id: str, *, lock: bool = False
+) -> AccountState:
     """Raises: NotFound: no such account, or another user's."""
-    account = find_account(conn, account_id)
+    account = find_account(conn, account_id, lock=lock)
     if account is None or account.user_id != user_id:
         raise NotFound(f"no account {account_id}")
     return account
 
 
-def _owned(conn: sqlite3.Connection, user_id: str, account_id: str) -> Account:
+def _owned(conn: Connection, user_id: str, account_id: str) -> Account:
     """The full view, ``pending_out`` included. Raises: NotFound."""
     row = conn.execute(
         "SELECT * FROM accounts WHERE id = ? AND user_id = ?",

@@ -10,12 +10,12 @@ whole table or a slice of it.
 from __future__ import annotations
 
 import enum
-import sqlite3
 from collections import defaultdict
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 from shared.db import Database
+from shared.dialect import SQLITE, Connection
 
 
 class Scope(enum.Enum):
@@ -66,7 +66,7 @@ _CHECKS: tuple[tuple[Scope, str, str], ...] = (
                || (CASE direction WHEN 'credit' THEN ' + ' ELSE ' - ' END) || amount
         FROM (SELECT *, coalesce(lag(balance_after) OVER (
                   PARTITION BY account_id ORDER BY seq), 0) AS previous
-              FROM {account_entries})
+              FROM {account_entries}) AS entries
         WHERE balance_after
               <> previous + CASE direction WHEN 'credit' THEN amount ELSE -amount END
         """,
@@ -83,12 +83,12 @@ _CHECKS: tuple[tuple[Scope, str, str], ...] = (
         SELECT payments.id, count(ledger_entries.id) || ' entries'
         FROM {payments} LEFT JOIN ledger_entries ON ledger_entries.payment_id = payments.id
         WHERE payments.status = 'completed'
-        GROUP BY payments.seq
+        GROUP BY payments.seq, payments.id, from_account_id, to_account_id, payments.amount
         HAVING count(ledger_entries.id) <> 2
-            OR sum(direction = 'debit' AND ledger_entries.account_id = from_account_id
-                   AND ledger_entries.amount = payments.amount) <> 1
-            OR sum(direction = 'credit' AND ledger_entries.account_id = to_account_id
-                   AND ledger_entries.amount = payments.amount) <> 1
+            OR sum(CASE WHEN direction = 'debit' AND ledger_entries.account_id = from_account_id
+                   AND ledger_entries.amount = payments.amount THEN 1 ELSE 0 END) <> 1
+            OR sum(CASE WHEN direction = 'credit' AND ledger_entries.account_id = to_account_id
+                   AND ledger_entries.amount = payments.amount THEN 1 ELSE 0 END) <> 1
         """,
     ),
     (
@@ -97,7 +97,7 @@ _CHECKS: tuple[tuple[Scope, str, str], ...] = (
         """
         SELECT payments.id, payments.status || ' with ' || count(*) || ' entries'
         FROM {payments} JOIN ledger_entries ON ledger_entries.payment_id = payments.id
-        WHERE payments.status <> 'completed' GROUP BY payments.seq
+        WHERE payments.status <> 'completed' GROUP BY payments.seq, payments.id, payments.status
         """,
     ),
     (
@@ -106,16 +106,17 @@ _CHECKS: tuple[tuple[Scope, str, str], ...] = (
         """
         SELECT deposits.id, count(ledger_entries.id) || ' entries'
         FROM {deposits} LEFT JOIN ledger_entries ON ledger_entries.deposit_id = deposits.id
-        GROUP BY deposits.seq
+        GROUP BY deposits.seq, deposits.id, deposits.amount, deposits.account_id
         HAVING count(ledger_entries.id) <> 1
-            OR sum(ledger_entries.amount = deposits.amount
-                   AND ledger_entries.account_id = deposits.account_id) <> 1
+            OR sum(CASE WHEN ledger_entries.amount = deposits.amount
+                   AND ledger_entries.account_id = deposits.account_id THEN 1 ELSE 0 END) <> 1
         """,
     ),
 )
 
 # Whole-database only: SQLite enforces foreign keys on every connection we open, and this
 # check reads every row of every table, so the rolling audit leaves it to ``verify``.
+# PostgreSQL enforces them on every connection there is: nothing to check.
 _FOREIGN_KEYS = (
     "foreign key broken",
     "SELECT \"table\" || ' row ' || rowid, 'references missing ' || parent"
@@ -154,10 +155,11 @@ def audit(db: Database) -> list[Violation]:
     with db.read() as conn:
         violations.extend(_run_checks(conn, _WHOLE_TABLES, {}, list(Scope)))
         what, query = _FOREIGN_KEYS
-        violations.extend(
-            Violation(what, Scope.DATABASE, subject, detail)
-            for subject, detail in conn.execute(query)
-        )
+        if db.dialect is SQLITE:
+            violations.extend(
+                Violation(what, Scope.DATABASE, subject, detail)
+                for subject, detail in conn.execute(query)
+            )
         violations.extend(_account_sums(conn, _WHOLE_TABLES, {}))
         violations.extend(_pending_out(conn, _WHOLE_TABLES, {}))
         violations.extend(_conservation(conn))
@@ -235,7 +237,7 @@ class RollingAudit:
 
 
 def _run_checks(
-    conn: sqlite3.Connection,
+    conn: Connection,
     tables: dict[str, str],
     params: dict[str, int],
     scopes: Collection[Scope],
@@ -247,7 +249,7 @@ def _run_checks(
 
 
 def _account_sums(
-    conn: sqlite3.Connection, tables: dict[str, str], params: dict[str, int]
+    conn: Connection, tables: dict[str, str], params: dict[str, int]
 ) -> Iterator[Violation]:
     """Per account, balance = credits - debits."""
     net: defaultdict[str, int] = defaultdict(int)
@@ -268,7 +270,7 @@ def _account_sums(
 
 
 def _pending_out(
-    conn: sqlite3.Connection, tables: dict[str, str], params: dict[str, int]
+    conn: Connection, tables: dict[str, str], params: dict[str, int]
 ) -> Iterator[Violation]:
     """Per account, pending_out = the sum of its pending payments. In Python: SQLite's
     ``total`` is a float, which cannot tell 2^62 + 1 from 2^62."""
@@ -293,7 +295,7 @@ def _pending_out(
             )
 
 
-def _conservation(conn: sqlite3.Connection) -> Iterator[Violation]:
+def _conservation(conn: Connection) -> Iterator[Violation]:
     """The sum of all balances equals the sum of all deposits."""
     balances = sum(balance for (balance,) in conn.execute("SELECT balance FROM accounts"))
     deposits = sum(amount for (amount,) in conn.execute("SELECT amount FROM deposits"))

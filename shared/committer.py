@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from shared.db import Database
+from shared.dialect import Connection, dialect_of
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,11 @@ MAX_GROUP = 256
 
 @dataclass(frozen=True, slots=True)
 class _Write:
-    work: Callable[[sqlite3.Connection], Any]
+    work: Callable[[Connection], Any]
     future: Future[Any]
+
+
+_Outcome = tuple[Future[Any], Any, BaseException | None]
 
 
 class GroupCommitter:
@@ -39,7 +42,7 @@ class GroupCommitter:
 
     def __init__(self, db: Database, *, max_group: int = MAX_GROUP) -> None:
         self._db = db
-        self._max_group = max_group
+        self._max_group = max_group if db.dialect.shares_write_transactions else 1
         self._writes: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         self.groups = 0
         """Transactions committed so far (each a group of writes)."""
@@ -82,20 +85,8 @@ class GroupCommitter:
                 return
 
     def _commit(self, group: list[_Write]) -> None:
-        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
         try:
-            with self._db.write() as conn:
-                for write in group:
-                    conn.execute("SAVEPOINT write")
-                    try:
-                        value = write.work(conn)
-                    except Exception as error:
-                        conn.execute("ROLLBACK TO write")
-                        conn.execute("RELEASE write")
-                        outcomes.append((write.future, None, error))
-                    else:
-                        conn.execute("RELEASE write")
-                        outcomes.append((write.future, value, None))
+            outcomes = self._db.run(self._apply, group)
         except Exception as error:
             log.exception("group commit of %d write(s) failed", len(group))
             for write in group:
@@ -107,3 +98,24 @@ class GroupCommitter:
                 future.set_result(value)
             else:
                 future.set_exception(failure)
+
+    @staticmethod
+    def _apply(conn: Connection, group: list[_Write]) -> list[_Outcome]:
+        """Each write in a savepoint of its own. A conflict (PostgreSQL broke a deadlock)
+        is no single write's failure: the whole transaction is run again."""
+        outcomes: list[_Outcome] = []
+        conflict = dialect_of(conn).conflict_error
+        for write in group:
+            conn.execute("SAVEPOINT write")
+            try:
+                value = write.work(conn)
+            except conflict:
+                raise
+            except Exception as error:
+                conn.execute("ROLLBACK TO write")
+                conn.execute("RELEASE write")
+                outcomes.append((write.future, None, error))
+            else:
+                conn.execute("RELEASE write")
+                outcomes.append((write.future, value, None))
+        return outcomes

@@ -1,4 +1,10 @@
-"""SQLite access: one connection per thread, explicit transactions, migrations."""
+"""The store's connections and transactions: one interface, SQLite or PostgreSQL behind it.
+
+``Database.from_settings`` opens what ``P2P_DATABASE_URL`` names. Store code gets a
+``Connection`` from ``write()`` (a write transaction), ``read()`` (one snapshot) or
+``connection()`` (autocommit, one statement at a time) and writes its SQL once; what the
+engines do differently is in ``shared.dialect``.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +12,103 @@ import fcntl
 import os
 import sqlite3
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
 
-from shared.schema import MIGRATIONS
+from shared.dialect import SQLITE, Connection, Dialect
 from shared.settings import Settings
 
 T = TypeVar("T")
 
+CONFLICT_ATTEMPTS = 3
+"""Tries of a write that another transaction got in the way of (SQLite has no such)."""
 
-class Database:
+
+class Database(ABC):
+    """Where the store lives. ``path`` names it in logs: the SQLite file, or the
+    PostgreSQL URL without its password."""
+
+    dialect: Dialect
+    path: str
+
+    @staticmethod
+    def from_settings(settings: Settings) -> Database:
+        if settings.postgres_url is not None:
+            from shared.postgres import PostgresDatabase  # psycopg only when it is used
+
+            return PostgresDatabase(settings.postgres_url, pool_size=settings.postgres_pool_size)
+        return SQLiteDatabase(
+            settings.sqlite_path,
+            synchronous=settings.sqlite_synchronous,
+            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        )
+
+    @abstractmethod
+    def connection(self) -> Connection:
+        """A connection in autocommit mode, for statements that need no transaction
+        (on PostgreSQL each may run on another pooled connection)."""
+
+    @abstractmethod
+    def write(self) -> AbstractContextManager[Connection]:
+        """A write transaction: committed at the end of the block, rolled back on error."""
+
+    @abstractmethod
+    def read(self) -> AbstractContextManager[Connection]:
+        """A read transaction: every query inside sees one snapshot."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``fn(conn, *args, **kwargs)`` in a write transaction of its own; run again at
+        once if another transaction got in its way (a deadlock PostgreSQL broke)."""
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                with self.write() as conn:
+                    return fn(conn, *args, **kwargs)
+            except self.dialect.conflict_error:
+                if attempt == CONFLICT_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def schema_version(self) -> int:
+        """The number of migrations applied to this database (0: none, a blank one)."""
+        with self.write() as conn:
+            return self._schema_version(conn)
+
+    def migrate(self, target: int | None = None) -> int:
+        """Apply, in one transaction, the migrations this database has not seen, up to
+        ``target`` (default: all of them); returns the schema version now."""
+        migrations = self.dialect.migrations
+        target = len(migrations) if target is None else target
+        with self.write() as conn:
+            self._prepare_migrations(conn)
+            version = self._schema_version(conn)
+            for number in range(version + 1, target + 1):
+                self._apply(conn, migrations[number - 1])
+                self._set_schema_version(conn, number)
+            return max(version, target)
+
+    @abstractmethod
+    def _prepare_migrations(self, conn: Connection) -> None:
+        """Make sure the version can be read, and that no other process migrates now."""
+
+    @abstractmethod
+    def _schema_version(self, conn: Connection) -> int: ...
+
+    @abstractmethod
+    def _set_schema_version(self, conn: Connection, version: int) -> None: ...
+
+    @abstractmethod
+    def _apply(self, conn: Connection, script: str) -> None: ...
+
+
+class SQLiteDatabase(Database):
     """A SQLite file in WAL mode, opened lazily once per thread that uses it."""
+
+    dialect = SQLITE
 
     def __init__(self, path: str, *, synchronous: str = "FULL", busy_timeout_ms: int = 5000):
         self.path = path
@@ -27,14 +118,6 @@ class Database:
         self._lock = threading.Lock()
         self._opened: list[sqlite3.Connection] = []
         self._writer = _WriterLock(f"{path}.writer-lock")
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Database:
-        return cls(
-            settings.sqlite_path,
-            synchronous=settings.sqlite_synchronous,
-            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-        )
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection, in autocommit mode: transactions are explicit."""
@@ -64,11 +147,6 @@ class Database:
                 raise
             conn.execute("COMMIT")
 
-    def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """``fn(conn, *args, **kwargs)`` in a write transaction of its own."""
-        with self.write() as conn:
-            return fn(conn, *args, **kwargs)
-
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: every query inside sees one snapshot."""
@@ -79,16 +157,6 @@ class Database:
         finally:
             conn.execute("COMMIT")
 
-    def migrate(self) -> int:
-        """Apply the migrations this file has not seen; returns the schema version."""
-        with self.write() as conn:
-            version: int = conn.execute("PRAGMA user_version").fetchone()[0]
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in _statements(script):
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {number}")
-            return len(MIGRATIONS)
-
     def close(self) -> None:
         with self._lock:
             for conn in self._opened:
@@ -96,6 +164,20 @@ class Database:
             self._opened.clear()
         self._local = threading.local()
         self._writer.close()
+
+    def _prepare_migrations(self, conn: Connection) -> None:
+        """Nothing to do: ``BEGIN IMMEDIATE`` holds the one write lock already."""
+
+    def _schema_version(self, conn: Connection) -> int:
+        version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+        return version
+
+    def _set_schema_version(self, conn: Connection, version: int) -> None:
+        conn.execute(f"PRAGMA user_version = {int(version)}")
+
+    def _apply(self, conn: Connection, script: str) -> None:
+        for statement in _statements(script):
+            conn.execute(statement)
 
 
 class _WriterLock:

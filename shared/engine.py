@@ -1,14 +1,16 @@
-"""The transfer engine: settle a pending payment in one ``BEGIN IMMEDIATE`` transaction.
+"""The transfer engine: settle pending payments in one write transaction.
 
 Settling is idempotent: everything is re-read under the write lock, and a payment that
 is no longer pending is left alone. That is what makes at-least-once delivery, the
-sweep and a killed worker all safe.
+sweep and a killed worker all safe. On SQLite the lock is ``BEGIN IMMEDIATE``'s; on
+PostgreSQL a transaction locks the payments it claims (skipping those another worker
+holds) and then every account they touch, in id order, so that any number of workers
+settle at once without deadlocks, lost updates or a payment applied twice.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,6 +18,7 @@ from datetime import datetime, timedelta
 from shared.accounts import MAX_BALANCE, find_account
 from shared.clock import from_text, new_id, to_text, utcnow
 from shared.db import Database
+from shared.dialect import Connection, Row, dialect_of
 from shared.records import AccountStatus, FailureCode, Payment, PaymentStatus
 
 log = logging.getLogger(__name__)
@@ -33,18 +36,26 @@ def settle_payment(
     error (the database is locked, the disk failed): the transaction rolled back and the
     caller may try again.
     """
-    with db.write() as conn:
-        row = conn.execute("SELECT * FROM payments WHERE id = ?", (payment_id,)).fetchone()
-        if row is None:
-            log.warning("no payment %s to settle", payment_id, extra={"payment_id": payment_id})
-            return None
-        payment = Payment.from_row(row)
-        if payment.status is not PaymentStatus.PENDING:
-            return payment
-        settled = _settle(conn, payment, to_text(utcnow()))
-    if observe is not None:
-        observe((settled,))
-    return settled
+    payment, settled = db.run(_settle_one, payment_id)
+    if payment is None:
+        log.warning("no payment %s to settle", payment_id, extra={"payment_id": payment_id})
+    if observe is not None and settled and payment is not None:
+        observe((payment,))
+    return payment
+
+
+def _settle_one(conn: Connection, payment_id: str) -> tuple[Payment | None, bool]:
+    """The payment as it is after this, and whether this settled it."""
+    row = conn.execute(
+        "SELECT * FROM payments WHERE id = ?" + dialect_of(conn).for_update, (payment_id,)
+    ).fetchone()
+    if row is None:
+        return None, False
+    payment = Payment.from_row(row)
+    if payment.status is not PaymentStatus.PENDING:
+        return payment, False
+    _lock_accounts(conn, [payment])
+    return _settle(conn, payment, to_text(utcnow())), True
 
 
 def settle_pending(
@@ -64,14 +75,29 @@ def settle_pending(
     ``observe`` is told of the settled payments once they are committed.
     Returns the payments as settled, oldest first. Raises as ``settle_payment`` does.
     """
-    now = utcnow()
-    with db.write() as conn:
-        rows = _oldest_pending(conn, limit=limit, older_than=older_than, skip=skip, now=now)
-        stamp = to_text(now)
-        settled = [_settle(conn, Payment.from_row(row), stamp) for row in rows]
+    settled = db.run(_settle_oldest, limit=limit, older_than=older_than, skip=skip)
     if observe is not None and settled:
         observe(settled)
     return settled
+
+
+def _settle_oldest(
+    conn: Connection, *, limit: int, older_than: timedelta | None, skip: Collection[str]
+) -> list[Payment]:
+    now = utcnow()
+    rows = _oldest_pending(conn, limit=limit, older_than=older_than, skip=skip, now=now, claim=True)
+    payments = [Payment.from_row(row) for row in rows]
+    _lock_accounts(conn, payments)
+    stamp = to_text(now)
+    return [_settle(conn, payment, stamp) for payment in payments]
+
+
+def _lock_accounts(conn: Connection, payments: Collection[Payment]) -> None:
+    dialect_of(conn).lock_accounts(
+        conn,
+        {payment.from_account_id for payment in payments}
+        | {payment.to_account_id for payment in payments},
+    )
 
 
 def pending_ids(
@@ -89,17 +115,21 @@ def pending_ids(
 
 
 def _oldest_pending(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     limit: int,
     older_than: timedelta | None,
     skip: Collection[str],
     now: datetime,
-) -> list[sqlite3.Row]:
+    claim: bool = False,
+) -> list[Row]:
+    """``claim``: lock them for settling; on PostgreSQL, rows another transaction holds
+    are skipped, so concurrent workers each take their own oldest."""
     cutoff = None if older_than is None else to_text(now - older_than)
+    skipping = f" AND id NOT IN ({','.join('?' * len(skip))})" if skip else ""
     rows = conn.execute(
-        "SELECT * FROM payments WHERE status = 'pending'"
-        f" AND id NOT IN ({','.join('?' * len(skip))}) ORDER BY seq LIMIT ?",
+        f"SELECT * FROM payments WHERE status = 'pending'{skipping} ORDER BY seq LIMIT ?"
+        + (dialect_of(conn).claim if claim else ""),
         (*skip, limit),
     ).fetchall()
     return [row for row in rows if cutoff is None or row["created_at"] <= cutoff]
@@ -134,7 +164,7 @@ def payment_status(db: Database, payment_id: str) -> PaymentStatus | None:
     return None if row is None else PaymentStatus(row["status"])
 
 
-def _settle(conn: sqlite3.Connection, payment: Payment, now: str) -> Payment:
+def _settle(conn: Connection, payment: Payment, now: str) -> Payment:
     failure = _judge(conn, payment)
     conn.execute(
         "UPDATE accounts SET pending_out = pending_out - ? WHERE id = ?",
@@ -156,7 +186,7 @@ def _settle(conn: sqlite3.Connection, payment: Payment, now: str) -> Payment:
     return Payment.from_row(row)
 
 
-def _judge(conn: sqlite3.Connection, payment: Payment) -> tuple[FailureCode, str] | None:
+def _judge(conn: Connection, payment: Payment) -> tuple[FailureCode, str] | None:
     sender = find_account(conn, payment.from_account_id)
     receiver = find_account(conn, payment.to_account_id)
     if sender is None or receiver is None:
@@ -175,7 +205,7 @@ def _judge(conn: sqlite3.Connection, payment: Payment) -> tuple[FailureCode, str
     return None
 
 
-def _move_money(conn: sqlite3.Connection, payment: Payment, now: str) -> None:
+def _move_money(conn: Connection, payment: Payment, now: str) -> None:
     for account_id, direction, delta in (
         (payment.from_account_id, "debit", -payment.amount),
         (payment.to_account_id, "credit", payment.amount),

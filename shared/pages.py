@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import sqlite3
 from collections.abc import Callable
 
+from shared.dialect import Row
 from shared.errors import InvalidCursor
 from shared.records import Page, T
 
@@ -36,7 +36,7 @@ def cursor_bound(cursor: str | None) -> int:
     return int(number)
 
 
-def page_of(rows: list[sqlite3.Row], limit: int, build: Callable[[sqlite3.Row], T]) -> Page[T]:
+def page_of(rows: list[Row], limit: int, build: Callable[[Row], T]) -> Page[T]:
     """``rows`` were fetched newest first with ``LIMIT limit + 1``."""
     more = len(rows) > limit
     rows = rows[:limit]

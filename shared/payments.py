@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from shared.accounts import MAX_BALANCE, find_account, owned_account
 from shared.clock import new_id, to_text, utcnow
 from shared.db import Database
+from shared.dialect import Connection
 from shared.errors import (
     BalanceLimitExceeded,
     CurrencyMismatch,
@@ -32,7 +32,7 @@ class Transfer:
 
 
 def submit_transfer(
-    conn: sqlite3.Connection, user_id: str, transfer: Transfer, idempotency_key: str
+    conn: Connection, user_id: str, transfer: Transfer, idempotency_key: str
 ) -> tuple[Payment, bool]:
     """Record a transfer as ``pending``; returns the payment and whether it is a replay.
 
@@ -55,7 +55,9 @@ def submit_transfer(
         currency=transfer.currency,
         description=transfer.description,
     )
-    sender = owned_account(conn, user_id, transfer.from_account_id)
+    # The sender is locked first: its pending_out is read to be changed, and a concurrent
+    # transfer with the same key (another API process) waits here, then replays this one.
+    sender = owned_account(conn, user_id, transfer.from_account_id, lock=True)
     existing = conn.execute(
         "SELECT * FROM payments WHERE from_account_id = ? AND idempotency_key = ?",
         (transfer.from_account_id, idempotency_key),
@@ -122,6 +124,8 @@ def get_payment(db: Database, user_id: str, payment_id: str) -> Payment:
 
 def settled_among(db: Database, payment_ids: list[str]) -> list[Payment]:
     """Those of ``payment_ids`` that are no longer pending (for long-polls)."""
+    if not payment_ids:
+        return []
     marks = ",".join("?" * len(payment_ids))
     rows = (
         db.connection()
@@ -162,11 +166,11 @@ def list_payments(
             f"""
             SELECT * FROM (
                 SELECT * FROM payments WHERE from_{column} = :owner AND seq < :before
-                {status_clause} ORDER BY seq DESC LIMIT :n)
+                {status_clause} ORDER BY seq DESC LIMIT :n) AS sent
             UNION ALL
             SELECT * FROM (
                 SELECT * FROM payments WHERE to_{column} = :owner AND seq < :before
-                AND from_{column} <> :owner {status_clause} ORDER BY seq DESC LIMIT :n)
+                AND from_{column} <> :owner {status_clause} ORDER BY seq DESC LIMIT :n) AS received
             ORDER BY seq DESC LIMIT :n
             """,
             {"owner": owner, "before": before, "n": limit + 1, "status": status},

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import enum
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
 from shared.clock import from_text
+from shared.dialect import Row
 
 T = TypeVar("T")
 
@@ -44,7 +44,7 @@ class User:
     created_at: datetime
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> User:
+    def from_row(cls, row: Row) -> User:
         return cls(row["id"], row["name"], row["email"], from_text(row["created_at"]))
 
 
@@ -57,7 +57,7 @@ class ApiKey:
     revoked_at: datetime | None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> ApiKey:
+    def from_row(cls, row: Row) -> ApiKey:
         revoked_at = row["revoked_at"]
         return cls(
             row["id"], from_text(row["created_at"]), from_text(revoked_at) if revoked_at else None
@@ -76,7 +76,7 @@ class AccountState:
     status: AccountStatus
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> AccountState:
+    def from_row(cls, row: Row) -> AccountState:
         return cls(
             row["id"],
             row["user_id"],
@@ -99,7 +99,7 @@ class Account:
     updated_at: datetime
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Account:
+    def from_row(cls, row: Row) -> Account:
         return cls(
             id=row["id"],
             user_id=row["user_id"],
@@ -122,7 +122,7 @@ class Deposit:
     created_at: datetime
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Deposit:
+    def from_row(cls, row: Row) -> Deposit:
         return cls(
             id=row["id"],
             account_id=row["account_id"],
@@ -148,7 +148,7 @@ class Payment:
     completed_at: datetime | None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Payment:
+    def from_row(cls, row: Row) -> Payment:
         return cls(
             id=row["id"],
             from_account_id=row["from_account_id"],
@@ -176,7 +176,7 @@ class LedgerEntry:
     created_at: datetime
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> LedgerEntry:
+    def from_row(cls, row: Row) -> LedgerEntry:
         return cls(
             id=row["id"],
             account_id=row["account_id"],

@@ -1,4 +1,6 @@
-"""The schema, as numbered migrations applied in order (``PRAGMA user_version``).
+"""The SQLite schema, as numbered migrations applied in order (``PRAGMA user_version``).
+
+``shared.schema_postgres`` is the same schema, version for version, in PostgreSQL's words.
 
 Money invariants live here too, not only in Python: balances and amounts are checked
 integers, each idempotency scope and each payment's debit and credit are unique, the
@@ -7,7 +9,7 @@ ledger is append-only and every entry's running balance must continue the one be
 
 from __future__ import annotations
 
-MIGRATIONS: tuple[str, ...] = (
+SQLITE_MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema.
     """
     CREATE TABLE users (
@@ -125,5 +127,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER payments_final BEFORE UPDATE ON payments
     WHEN OLD.status <> 'pending'
     BEGIN SELECT RAISE(ABORT, 'a settled payment cannot change'); END;
+    """,
+    # 2: API keys listed newest first by keyset: on PostgreSQL an index on (user_id)
+    # alone makes every page a sort, while SQLite's already ends in the rowid (seq).
+    # Both schemas carry the same index so that they stay one design.
+    """
+    DROP INDEX api_keys_user;
+    CREATE INDEX api_keys_user_seq ON api_keys (user_id, seq);
     """,
 )

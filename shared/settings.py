@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 class Settings(BaseSettings):
@@ -22,6 +23,8 @@ class Settings(BaseSettings):
 
     sqlite_synchronous: Literal["FULL", "EXTRA", "NORMAL"] = "FULL"
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+    # Connections each process keeps to PostgreSQL, at most (P2P_DATABASE_URL=postgresql://).
+    postgres_pool_size: int = Field(default=10, ge=1, le=1000)
 
     # Short, so that a submit still answers 202 quickly while Redis is away.
     redis_timeout_s: float = Field(default=0.5, gt=0)
@@ -63,9 +66,16 @@ class Settings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _sqlite_file_url(cls, url: str) -> str:
+    def _database_url(cls, url: str) -> str:
+        if url.startswith(_POSTGRES_SCHEMES):
+            if not url.partition("://")[2]:
+                raise ValueError("must name a server, e.g. postgresql://p2p@localhost:5432/p2p")
+            return url
         if not url.startswith("sqlite:///") or url in ("sqlite:///", "sqlite:///:memory:"):
-            raise ValueError("must be sqlite:///<path to a file>, e.g. sqlite:///./p2p.db")
+            raise ValueError(
+                "must be sqlite:///<path to a file>, e.g. sqlite:///./p2p.db,"
+                " or postgresql://user@host:port/database"
+            )
         return url
 
     @field_validator("worker_metrics_host")
@@ -81,6 +91,11 @@ class Settings(BaseSettings):
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis:// URL, e.g. redis://localhost:6379/0")
         return url
+
+    @property
+    def postgres_url(self) -> str | None:
+        """``database_url`` when it names a PostgreSQL server, else ``None``."""
+        return self.database_url if self.database_url.startswith(_POSTGRES_SCHEMES) else None
 
     @property
     def sqlite_path(self) -> str:

@@ -11,10 +11,10 @@ import hashlib
 import hmac
 import re
 import secrets
-import sqlite3
 
 from shared.clock import new_id, to_text, utcnow
 from shared.db import Database
+from shared.dialect import Connection
 from shared.errors import EmailTaken, LastApiKey, NotFound
 from shared.pages import cursor_bound, page_of
 from shared.records import ApiKey, Page, User
@@ -25,7 +25,7 @@ KEY_PATTERN = r"\bp2p_[0-9a-f]{64}\b"
 _KEY = re.compile(r"p2p_([0-9a-f]{16})([0-9a-f]{48})")
 
 
-def sign_up(conn: sqlite3.Connection, name: str, email: str) -> tuple[User, str]:
+def sign_up(conn: Connection, name: str, email: str) -> tuple[User, str]:
     """Create a user and its first API key; returns the user and the key in clear.
 
     Raises:
@@ -33,15 +33,16 @@ def sign_up(conn: sqlite3.Connection, name: str, email: str) -> tuple[User, str]
     """
     now = to_text(utcnow())
     user_id = new_id("usr")
-    taken = conn.execute("SELECT 1 FROM users WHERE email_key = ?", (email.casefold(),))
-    if taken.fetchone() is not None:
-        raise EmailTaken(f"a user with the email {email!r} exists already")
-    conn.execute(
-        "INSERT INTO users (id, name, email, email_key, created_at) VALUES (?, ?, ?, ?, ?)",
+    # ON CONFLICT: a sign-up with the same email committing meanwhile (another API
+    # process, on PostgreSQL) makes this one insert nothing, rather than fail.
+    row = conn.execute(
+        "INSERT INTO users (id, name, email, email_key, created_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (email_key) DO NOTHING RETURNING *",
         (user_id, name, email, email.casefold(), now),
-    )
+    ).fetchone()
+    if row is None:
+        raise EmailTaken(f"a user with the email {email!r} exists already")
     api_key = _insert_api_key(conn, user_id, now)
-    row = conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
     return User.from_row(row), api_key
 
 
@@ -72,7 +73,7 @@ def key_id_of(api_key: str) -> str:
     return f"key_{api_key[len(KEY_PREFIX) : len(KEY_PREFIX) + 16]}"
 
 
-def create_api_key(conn: sqlite3.Connection, user_id: str) -> tuple[ApiKey, str]:
+def create_api_key(conn: Connection, user_id: str) -> tuple[ApiKey, str]:
     """Another live key for the user; returns it and the key in clear."""
     api_key = _insert_api_key(conn, user_id, to_text(utcnow()))
     return _owned_key(conn, user_id, key_id_of(api_key)), api_key
@@ -91,7 +92,7 @@ def list_api_keys(db: Database, user_id: str, *, limit: int, cursor: str | None)
     return page_of(rows, limit, ApiKey.from_row)
 
 
-def revoke_api_key(conn: sqlite3.Connection, user_id: str, key_id: str) -> ApiKey:
+def revoke_api_key(conn: Connection, user_id: str, key_id: str) -> ApiKey:
     """Revoke one of the user's keys; a key revoked already stays as it was.
 
     Raises:
@@ -110,7 +111,7 @@ def revoke_api_key(conn: sqlite3.Connection, user_id: str, key_id: str) -> ApiKe
     return _owned_key(conn, user_id, key_id)
 
 
-def _owned_key(conn: sqlite3.Connection, user_id: str, key_id: str) -> ApiKey:
+def _owned_key(conn: Connection, user_id: str, key_id: str) -> ApiKey:
     row = conn.execute(
         "SELECT * FROM api_keys WHERE id = ? AND user_id = ?", (key_id, user_id)
     ).fetchone()
@@ -119,7 +120,7 @@ def _owned_key(conn: sqlite3.Connection, user_id: str, key_id: str) -> ApiKey:
     return ApiKey.from_row(row)
 
 
-def _insert_api_key(conn: sqlite3.Connection, user_id: str, now: str) -> str:
+def _insert_api_key(conn: Connection, user_id: str, now: str) -> str:
     key_id = secrets.token_hex(8)
     api_key = f"{KEY_PREFIX}{key_id}{secrets.token_hex(24)}"
     conn.execute(

@@ -21,6 +21,17 @@ from typing import IO
 import pytest
 import redis
 
+from tests.backends import (
+    backend,
+    blank_database_url,
+    database_url,
+    parametrize_backends,
+    postgres_server,
+)
+
+# Fixtures for the whole suite.
+__all__ = ["backend", "blank_database_url", "database_url", "postgres_server"]
+
 E2E_DIR = Path(__file__).parent / "e2e"
 REDIS_FIXTURES = frozenset({"redis_server", "fresh_redis"})
 START_TIMEOUT_S = 10.0
@@ -165,6 +176,10 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def fresh_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A Redis of this test's own, on its own port: stop and start it freely."""
     yield from _serve(tmp_path_factory.mktemp("fresh-redis"))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_backends(metafunc)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -12,7 +12,6 @@ order.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -89,8 +88,8 @@ class Settler:
                 skip=self._failing,
                 observe=self._observe,
             )
-        except sqlite3.OperationalError:
-            raise  # locked, disk: the whole group is retried
+        except self._db.dialect.infrastructure_error:
+            raise  # locked, disk, connection: the whole group is retried
         except Exception:
             log.exception("a group failed to settle; settling its payments one by one")
             return self._isolate(limit=limit, older_than=older_than, by=by)
@@ -106,7 +105,7 @@ class Settler:
             try:
                 self._settle_alone(payment_id, by)
                 settled += 1
-            except sqlite3.OperationalError:
+            except self._db.dialect.infrastructure_error:
                 raise
             except Exception:
                 log.exception(

@@ -24,9 +24,9 @@ from worker.runtime import WorkerRuntime
 
 
 @pytest.fixture
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+def settings(request: pytest.FixtureRequest, tmp_path: Path, database_url: str) -> Settings:
     """Overridden per test with ``@pytest.mark.parametrize("settings", [{...}], indirect=True)``."""
-    overrides: dict[str, Any] = getattr(request, "param", {})
+    overrides: dict[str, Any] = {"database_url": database_url, **getattr(request, "param", {})}
     return make_settings(tmp_path, **overrides)
 
 

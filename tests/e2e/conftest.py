@@ -1,4 +1,8 @@
-"""End-to-end fixtures: a ``Stack`` of real processes per test, its logs shown on failure."""
+"""End-to-end fixtures: a ``Stack`` of real processes per test, its logs shown on failure.
+
+Every stack runs on the test's ``database_url``: SQLite, and PostgreSQL too for the
+scenarios marked ``@pytest.mark.postgresql`` (tests/backends.py).
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,10 @@ from tests.e2e.harness import NO_REDIS_URL, Stack
 _STACK = pytest.StashKey[Stack]()
 
 
-def _open(request: pytest.FixtureRequest, directory: Path, redis_url: str) -> Iterator[Stack]:
-    stack = Stack(directory, redis_url)
+def _open(
+    request: pytest.FixtureRequest, directory: Path, redis_url: str, database_url: str
+) -> Iterator[Stack]:
+    stack = Stack(directory, redis_url, database_url)
     request.node.stash[_STACK] = stack
     try:
         yield stack
@@ -24,25 +30,25 @@ def _open(request: pytest.FixtureRequest, directory: Path, redis_url: str) -> It
 
 @pytest.fixture
 def stack(
-    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer
+    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer, database_url: str
 ) -> Iterator[Stack]:
     """Processes on the suite's Redis, emptied first so no test sees another's messages."""
     redis_server.flushall()
-    yield from _open(request, tmp_path, redis_server.url)
+    yield from _open(request, tmp_path, redis_server.url, database_url)
 
 
 @pytest.fixture
 def isolated_stack(
-    request: pytest.FixtureRequest, tmp_path: Path, fresh_redis: RedisServer
+    request: pytest.FixtureRequest, tmp_path: Path, fresh_redis: RedisServer, database_url: str
 ) -> Iterator[Stack]:
     """Processes on a Redis of this test's own (``fresh_redis``), to stop and start."""
-    yield from _open(request, tmp_path, fresh_redis.url)
+    yield from _open(request, tmp_path, fresh_redis.url, database_url)
 
 
 @pytest.fixture
-def dev_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
+def dev_stack(request: pytest.FixtureRequest, tmp_path: Path, database_url: str) -> Iterator[Stack]:
     """For ``p2p dev``, which needs no Redis: its URL points where nothing listens."""
-    yield from _open(request, tmp_path, NO_REDIS_URL)
+    yield from _open(request, tmp_path, NO_REDIS_URL, database_url)
 
 
 @pytest.hookimpl(wrapper=True)

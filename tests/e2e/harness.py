@@ -143,9 +143,11 @@ class Api:
 class Stack:
     """The processes of one scenario, sharing one database and one Redis."""
 
-    def __init__(self, directory: Path, redis_url: str) -> None:
+    def __init__(self, directory: Path, redis_url: str, database_url: str | None = None) -> None:
         self.directory = directory
         self.db_path = directory / "p2p.db"
+        self.database_url = database_url or f"sqlite:///{self.db_path}"
+        """``P2P_DATABASE_URL``: the SQLite file ``db_path`` unless a PostgreSQL database."""
         self.redis_url = redis_url
         self.processes: list[Process] = []
         self.overrides: dict[str, str] = {}
@@ -156,7 +158,7 @@ class Stack:
         env = {name: value for name, value in os.environ.items() if not name.startswith("P2P_")}
         env.update(
             PYTHONUNBUFFERED="1",
-            P2P_DATABASE_URL=f"sqlite:///{self.db_path}",
+            P2P_DATABASE_URL=self.database_url,
             P2P_REDIS_URL=self.redis_url,
             P2P_SWEEP_INTERVAL_S="0.2",
             P2P_SWEEP_GRACE_S="1",
@@ -223,7 +225,7 @@ class Stack:
         )
 
     def database(self) -> AuditedDatabase:
-        return AuditedDatabase(self.db_path)
+        return AuditedDatabase(self.database_url)
 
     def assert_ledger_holds(self) -> None:
         """``p2p verify`` exits 0, and the same invariants hold by the tests' own SQL."""

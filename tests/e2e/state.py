@@ -1,4 +1,5 @@
-"""What the processes leave behind, read directly: the SQLite file and Dramatiq's keys.
+"""What the processes leave behind, read directly: the database (a SQLite file or a
+PostgreSQL database) and Dramatiq's keys.
 
 These readings are the tests' own, independent of the product's code: ``p2p verify`` is
 checked against them, not trusted instead of them.
@@ -9,25 +10,43 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
-from pathlib import Path
 from typing import Any
 
+import psycopg
 import redis
 from dramatiq.brokers.redis import MAINTENANCE_SCALE, RedisBroker
 
+_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ"
+
+
+class _PostgresReader:
+    """A psycopg connection taking the ``?`` placeholders these tests write."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def execute(self, query: str, params: Sequence[object] = ()) -> Any:
+        return self._conn.execute(query.replace("?", "%s"), params)
+
 
 class AuditedDatabase:
-    """The tests' own reading of the database, independent of ``p2p verify``."""
+    """The tests' own reading of the database, independent of ``p2p verify``: with
+    ``sqlite3`` or ``psycopg`` directly, never through the product's store."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, url: str) -> None:
+        self.url = url
 
     @contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.path, isolation_level=None, timeout=10)) as conn:
-            yield conn
+    def connect(self) -> Iterator[sqlite3.Connection | _PostgresReader]:
+        if self.url.startswith("sqlite:///"):
+            path = self.url.removeprefix("sqlite:///")
+            with closing(sqlite3.connect(path, isolation_level=None, timeout=10)) as conn:
+                yield conn
+        else:
+            with psycopg.connect(self.url, autocommit=True) as pg:
+                yield _PostgresReader(pg)
 
     def scalar(self, query: str, *params: object) -> Any:
         with self.connect() as conn:
@@ -50,23 +69,23 @@ class AuditedDatabase:
     def assert_invariants(self) -> None:
         """G2 and G3, asked directly: one debit and one credit per completed payment,
         none for any other, money conserved, nothing negative."""
+        debit = (
+            "sum(CASE WHEN e.direction = 'debit' AND e.account_id = p.from_account_id"
+            " AND e.amount = p.amount THEN 1 ELSE 0 END)"
+        )
+        credit = (
+            "sum(CASE WHEN e.direction = 'credit' AND e.account_id = p.to_account_id"
+            " AND e.amount = p.amount THEN 1 ELSE 0 END)"
+        )
         with self.connect() as conn:
-            conn.execute("BEGIN")
+            conn.execute("BEGIN" if isinstance(conn, sqlite3.Connection) else _SNAPSHOT)
             wrong_pairs = conn.execute(
-                """
-                SELECT p.id, p.status,
-                       sum(e.direction = 'debit' AND e.account_id = p.from_account_id
-                           AND e.amount = p.amount),
-                       sum(e.direction = 'credit' AND e.account_id = p.to_account_id
-                           AND e.amount = p.amount),
-                       count(e.id)
+                f"""
+                SELECT p.id, p.status, {debit}, {credit}, count(e.id)
                 FROM payments AS p LEFT JOIN ledger_entries AS e ON e.payment_id = p.id
-                GROUP BY p.id
-                HAVING (p.status = 'completed' AND NOT (count(e.id) = 2
-                            AND sum(e.direction = 'debit' AND e.account_id = p.from_account_id
-                                    AND e.amount = p.amount) = 1
-                            AND sum(e.direction = 'credit' AND e.account_id = p.to_account_id
-                                    AND e.amount = p.amount) = 1))
+                GROUP BY p.id, p.status
+                HAVING (p.status = 'completed'
+                        AND NOT (count(e.id) = 2 AND {debit} = 1 AND {credit} = 1))
                     OR (p.status <> 'completed' AND count(e.id) <> 0)
                 """
             ).fetchall()
@@ -75,7 +94,9 @@ class AuditedDatabase:
             negative = conn.execute("SELECT id, balance FROM accounts WHERE balance < 0").fetchall()
             conn.execute("COMMIT")
         assert wrong_pairs == [], f"payments without exactly their ledger pair: {wrong_pairs}"
-        assert balances == deposits, f"sum of balances {balances} != sum of deposits {deposits}"
+        assert tuple(balances) == tuple(deposits), (
+            f"sum of balances {balances} != sum of deposits {deposits}"
+        )
         assert negative == [], f"negative balances: {negative}"
 
 

@@ -15,6 +15,8 @@ from tests.e2e.harness import (
     transfer,
 )
 
+pytestmark = pytest.mark.postgresql  # runs on SQLite and on PostgreSQL
+
 RECOVERY_TIMEOUT_S = 30.0
 STREAM = 120
 

@@ -14,15 +14,11 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from pydantic import ValidationError
 
-from bench.database import PostgresBench
 from bench.stack import free_ports
-from shared.settings import Settings
 from tests.conftest import RedisServer
 from tests.e2e.harness import (
     P2P,
-    POSTGRES_SERVER_URL,
     ApiClient,
     Process,
     free_port,
@@ -205,29 +201,19 @@ def _published_ports(mappings: list[str]) -> set[int]:
     return found
 
 
-def _postgres_supported() -> bool:
-    try:
-        Settings(database_url="postgresql://p2p@127.0.0.1:5432/p2p")
-    except ValidationError:
-        return False
-    return True
-
-
-@pytest.mark.xfail(
-    not _postgres_supported(),
-    reason="P2P_DATABASE_URL=postgresql://… arrives with the PostgreSQL backend",
-    strict=True,
-)
+@pytest.mark.postgresql_only
 def test_the_postgres_override_commands_settle_payments_with_several_processes(
-    postgres_services: dict[str, Service], redis_server: RedisServer, tmp_path: Path
+    postgres_services: dict[str, Service],
+    redis_server: RedisServer,
+    tmp_path: Path,
+    database_url: str,
 ) -> None:
     redis_server.flushall()
-    database = PostgresBench.create(POSTGRES_SERVER_URL)
     worker_command = postgres_services["worker"]["command"]
     processes = int(worker_command[worker_command.index("--processes") + 1])
     port, metrics_port = free_port(), free_ports(processes)
     places = {
-        COMPOSE_POSTGRES_URL: database.url,
+        COMPOSE_POSTGRES_URL: database_url,
         "redis://redis:6379/0": redis_server.url,
         "/tmp/p2p-worker.heartbeat": str(tmp_path / "worker.heartbeat"),
         "0.0.0.0": "127.0.0.1",
@@ -285,4 +271,3 @@ def test_the_postgres_override_commands_settle_payments_with_several_processes(
     finally:
         for process in started.values():
             process.close()
-        database.drop()

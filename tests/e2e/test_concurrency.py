@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from tests.e2e.harness import (
     ApiClient,
     Stack,
@@ -12,6 +14,8 @@ from tests.e2e.harness import (
     submit_concurrently,
     transfer,
 )
+
+pytestmark = pytest.mark.postgresql  # runs on SQLite and on PostgreSQL
 
 TRANSFERS = 300
 FUNDS = 500

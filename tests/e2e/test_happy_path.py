@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.e2e.harness import ApiClient, Stack, transfer
+
+pytestmark = pytest.mark.postgresql  # runs on SQLite and on PostgreSQL
 
 
 def test_a_submitted_transfer_is_completed_by_the_worker(stack: Stack) -> None:

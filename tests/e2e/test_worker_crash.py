@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import httpx
+import pytest
 
 from tests.e2e.harness import (
     START_TIMEOUT_S,
@@ -17,6 +18,8 @@ from tests.e2e.harness import (
     submit_concurrently,
 )
 from tests.e2e.state import BrokerState
+
+pytestmark = pytest.mark.postgresql  # runs on SQLite and on PostgreSQL
 
 STREAM = 300
 # Dramatiq hands a SIGKILLed worker's unacked messages to another worker only after

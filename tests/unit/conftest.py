@@ -1,20 +1,20 @@
-"""Fixtures for the unit tests: each test gets its own migrated SQLite file."""
+"""Fixtures for the unit tests: each test gets its own migrated database, on each backend."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from shared.db import Database
+from tests.backends import open_database
 from tests.unit.helpers import Customer, new_customer
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    """A fresh, migrated database on a file of its own, closed after the test."""
-    database = Database(str(tmp_path / "p2p.db"))
+def db(database_url: str) -> Iterator[Database]:
+    """A fresh, migrated database of its own (SQLite file or PostgreSQL), closed after."""
+    database = open_database(database_url)
     database.migrate()
     yield database
     database.close()

@@ -3,17 +3,35 @@
 from __future__ import annotations
 
 import itertools
-import sqlite3
 from dataclasses import dataclass
+
+import pytest
 
 from shared import accounts
 from shared.clock import new_id, to_text, utcnow
-from shared.db import Database
+from shared.db import Database, SQLiteDatabase
+from shared.dialect import Connection, Row
 from shared.payments import Transfer, submit_transfer
+from shared.postgres import PostgresDatabase
 from shared.records import Account, Deposit, Payment, User
 from shared.users import sign_up
 
 _serial = itertools.count(1)
+
+# What each engine says when a constraint refuses a row ("CHECK constraint failed",
+# "violates check constraint …").
+_REFUSALS = {
+    "CHECK": "(?i)check constraint",
+    "UNIQUE": "(?i)unique constraint",
+    "FOREIGN KEY": "(?i)foreign key constraint",
+    "NOT NULL": "(?i)not[ -]null constraint",
+}
+
+
+def refused(db: Database, what: str) -> pytest.RaisesExc[Exception]:
+    """Expect the database to refuse a statement: a constraint (``CHECK``, ``UNIQUE``,
+    ``FOREIGN KEY``, ``NOT NULL``) or a trigger's message."""
+    return pytest.raises(db.dialect.integrity_error, match=_REFUSALS.get(what, what))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +85,14 @@ def pay(db: Database, sender: Account, receiver: Account, amount: int) -> Paymen
     return payment
 
 
+def reopened(db: Database) -> Database:
+    """Another ``Database`` on the same store: its own connections, its own pool."""
+    if isinstance(db, SQLiteDatabase):
+        return SQLiteDatabase(db.path)
+    assert isinstance(db, PostgresDatabase)
+    return PostgresDatabase(db.url, pool_size=2)
+
+
 def balance_of(db: Database, account_id: str) -> int:
     row = db.connection().execute("SELECT balance FROM accounts WHERE id = ?", (account_id,))
     balance: int = row.fetchone()[0]
@@ -79,7 +105,7 @@ def count_rows(db: Database, table: str) -> int:
     return number
 
 
-def ledger_rows(db: Database, account_id: str) -> list[sqlite3.Row]:
+def ledger_rows(db: Database, account_id: str) -> list[Row]:
     """The account's ledger entries, oldest first."""
     return (
         db.connection()
@@ -88,7 +114,7 @@ def ledger_rows(db: Database, account_id: str) -> list[sqlite3.Row]:
     )
 
 
-def entries_of_payment(db: Database, payment_id: str) -> list[sqlite3.Row]:
+def entries_of_payment(db: Database, payment_id: str) -> list[Row]:
     return (
         db.connection()
         .execute("SELECT * FROM ledger_entries WHERE payment_id = ? ORDER BY seq", (payment_id,))
@@ -107,7 +133,7 @@ def snapshot(db: Database) -> dict[str, list[tuple[object, ...]]]:
 
 
 def insert_payment_row(
-    conn: sqlite3.Connection,
+    conn: Connection,
     sender: Account,
     receiver: Account,
     *,
@@ -141,7 +167,7 @@ def insert_payment_row(
 
 
 def insert_entry_row(
-    conn: sqlite3.Connection,
+    conn: Connection,
     account_id: str,
     direction: str,
     amount: object,
@@ -167,7 +193,7 @@ def insert_entry_row(
     )
 
 
-def insert_deposit_row(conn: sqlite3.Connection, account_id: str, amount: object) -> str:
+def insert_deposit_row(conn: Connection, account_id: str, amount: object) -> str:
     """A deposit written with raw SQL (no ledger entry, no balance change); returns its id."""
     deposit_id = new_id("dep")
     conn.execute(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -12,9 +11,10 @@ import pytest
 from shared import accounts, payments
 from shared.committer import GroupCommitter
 from shared.db import Database
+from shared.dialect import Connection
 from shared.errors import NotFound
 from shared.records import Payment
-from tests.unit.helpers import Customer
+from tests.unit.helpers import Customer, reopened
 
 
 @pytest.fixture
@@ -31,12 +31,17 @@ def _submit(
     return writer.submit(payments.submit_transfer, sender.user.id, transfer, key)
 
 
-def _count(db_path: str, sql: str) -> int:
-    with sqlite3.connect(db_path) as other:
-        value: int = other.execute(sql).fetchone()[0]
+def _count(db: Database, sql: str) -> int:
+    """Read on a connection of another ``Database``: only what is committed shows."""
+    other = reopened(db)
+    try:
+        value: int = other.connection().execute(sql).fetchone()[0]
+    finally:
+        other.close()
     return value
 
 
+@pytest.mark.sqlite_only  # PostgreSQL: one write per transaction (test_concurrent_writers)
 def test_writes_queued_together_share_one_transaction(
     db: Database, writer: GroupCommitter, alice: Customer, bob: Customer
 ) -> None:
@@ -50,7 +55,7 @@ def test_writes_queued_together_share_one_transaction(
     ids = {future.result(10)[0].id for future in futures}
 
     assert len(ids) == 20
-    assert _count(db.path, "SELECT count(*) FROM payments") == 20
+    assert _count(db, "SELECT count(*) FROM payments") == 20
     assert writer.groups <= 2  # the blocker's group, then (at most) one for all twenty
 
 
@@ -61,7 +66,7 @@ def test_a_failing_write_is_rolled_back_alone(
     writer.submit(lambda conn: gate.wait(10))
     good = _submit(writer, alice, bob, "good")
 
-    def half_then_fail(conn: sqlite3.Connection) -> None:
+    def half_then_fail(conn: Connection) -> None:
         conn.execute("UPDATE accounts SET balance = balance + 5 WHERE id = ?", (alice.main.id,))
         raise NotFound("the write changed something, then failed")
 
@@ -74,7 +79,7 @@ def test_a_failing_write_is_rolled_back_alone(
     with pytest.raises(NotFound):
         bad.result(10)
     assert accounts.get_account(db, alice.user.id, alice.main.id).balance == 1000
-    assert _count(db.path, "SELECT count(*) FROM payments") == 2
+    assert _count(db, "SELECT count(*) FROM payments") == 2
 
 
 def test_a_result_is_handed_out_only_once_it_is_committed(
@@ -83,7 +88,7 @@ def test_a_result_is_handed_out_only_once_it_is_committed(
     payment, _ = _submit(writer, alice, bob, "durable").result(10)
 
     # Another connection sees it: the transaction that holds it has committed.
-    assert _count(db.path, f"SELECT count(*) FROM payments WHERE id = '{payment.id}'") == 1
+    assert _count(db, f"SELECT count(*) FROM payments WHERE id = '{payment.id}'") == 1
 
 
 def test_a_replay_inside_the_same_group_returns_the_first_payment(
@@ -105,4 +110,4 @@ def test_close_commits_what_is_queued(db: Database, alice: Customer, bob: Custom
     committer.close()
 
     assert all(future.done() for future in futures)
-    assert _count(db.path, "SELECT count(*) FROM payments") == 5
+    assert _count(db, "SELECT count(*) FROM payments") == 5

@@ -6,11 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from shared.db import Database
-from shared.schema import MIGRATIONS
+from shared.db import Database, SQLiteDatabase
+from shared.schema import SQLITE_MIGRATIONS as MIGRATIONS
 from shared.settings import Settings
 from shared.users import sign_up
 from tests.unit.helpers import count_rows
+
+# SQLite's own: PRAGMAs, sqlite_master, per-thread connections (tests/unit/test_migrations.py
+# covers migrating on both backends).
+pytestmark = pytest.mark.sqlite_only
 
 
 def _schema(db: Database) -> list[tuple[str, str, str]]:
@@ -30,7 +34,7 @@ def _pragma(db: Database, name: str) -> object:
 @pytest.fixture
 def blank(tmp_path: Path) -> Iterator[Database]:
     """A database file nobody has migrated yet."""
-    database = Database(str(tmp_path / "blank.db"))
+    database = SQLiteDatabase(str(tmp_path / "blank.db"))
     yield database
     database.close()
 
@@ -92,7 +96,9 @@ def test_a_write_that_raises_is_rolled_back(db: Database) -> None:
         insert_then_fail()
 
     assert count_rows(db, "users") == 0
-    assert not db.connection().in_transaction
+    conn = db.connection()
+    assert isinstance(conn, sqlite3.Connection)
+    assert not conn.in_transaction
 
 
 def test_close_closes_every_connection_and_a_new_one_opens_on_use(db: Database) -> None:

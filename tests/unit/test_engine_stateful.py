@@ -35,7 +35,7 @@ from hypothesis.stateful import (
 from shared import accounts
 from shared.accounts import MAX_BALANCE
 from shared.audit import verify
-from shared.db import Database
+from shared.db import SQLiteDatabase
 from shared.engine import settle_payment, settle_pending
 from shared.errors import (
     AccountFrozen,
@@ -92,7 +92,7 @@ class EngineMachine(RuleBasedStateMachine):
         super().__init__()
         self.directory = tempfile.mkdtemp(prefix="p2p-stateful-")
         # NORMAL skips the fsync per commit: durability is not what this test is about.
-        self.db = Database(str(Path(self.directory) / "p2p.db"), synchronous="NORMAL")
+        self.db = SQLiteDatabase(str(Path(self.directory) / "p2p.db"), synchronous="NORMAL")
         self.db.migrate()
         self.users: list[str] = []
         self.model: dict[str, ModelAccount] = {}

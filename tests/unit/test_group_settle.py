@@ -9,7 +9,7 @@ import pytest
 
 from shared import accounts
 from shared.audit import verify
-from shared.db import Database
+from shared.db import Database, SQLiteDatabase
 from shared.engine import settle_payment, settle_pending
 from shared.records import AccountStatus
 from tests.unit.helpers import new_customer, pay
@@ -19,7 +19,7 @@ Outcome = tuple[str, str | None]
 
 def _scenario(path: Path, seed: int) -> tuple[Database, list[str], list[str]]:
     """Six funded accounts, one frozen, and 150 random transfers among them, pending."""
-    db = Database(str(path))
+    db = SQLiteDatabase(str(path))
     db.migrate()
     rng = random.Random(seed)
     people = [new_customer(db, f"P{n}", main=rng.randrange(0, 400)) for n in range(3)]

@@ -7,11 +7,19 @@ from shared.settings import Settings
 
 
 @pytest.mark.parametrize(
-    "url", ["postgres://x", "sqlite://relative.db", "sqlite:///", "sqlite:///:memory:", ""]
+    "url",
+    ["mysql://x", "postgresql://", "sqlite://relative.db", "sqlite:///", "sqlite:///:memory:", ""],
 )
-def test_a_database_url_that_is_not_a_sqlite_file_is_refused(url: str) -> None:
+def test_a_database_url_that_is_not_a_sqlite_file_or_postgres_server_is_refused(url: str) -> None:
     with pytest.raises(ValidationError, match="database_url"):
         Settings(database_url=url)
+
+
+@pytest.mark.parametrize("url", ["postgresql://p2p@db:5432/p2p", "postgres://p2p:pw@db/p2p"])
+def test_a_postgres_url_selects_postgres(url: str) -> None:
+    settings = Settings(database_url=url)
+    assert settings.postgres_url == url
+    assert Settings(database_url="sqlite:///./p2p.db").postgres_url is None
 
 
 def test_sqlite_path_strips_the_url_prefix() -> None:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 import pytest
@@ -8,6 +7,7 @@ import pytest
 from shared.db import Database
 from shared.engine import pending_backlog, settle_payment, settle_pending
 from shared.records import FailureCode, Payment, PaymentStatus
+from tests.backends import poison
 from tests.unit.helpers import Customer, pay
 
 
@@ -68,11 +68,9 @@ def test_a_payment_settled_before_is_not_observed_again(
 def test_a_rolled_back_settle_is_not_observed(db: Database, alice: Customer, bob: Customer) -> None:
     observed = Observed(db)
     payment = pay(db, alice.main, bob.main, 10)
-    db.connection().execute(
-        "CREATE TRIGGER poison BEFORE UPDATE ON payments BEGIN SELECT RAISE(ABORT, 'no'); END"
-    )
+    poison(db, payment.id)
 
-    with pytest.raises(sqlite3.IntegrityError, match="no"):
+    with pytest.raises(db.dialect.integrity_error, match="poisoned row"):
         settle_payment(db, payment.id, observe=observed)
 
     assert observed.calls == []

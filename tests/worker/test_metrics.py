@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from pathlib import Path
 
 import dramatiq
 import httpx
@@ -16,6 +14,7 @@ from dramatiq.brokers.stub import StubBroker
 from shared import accounts, payments, users
 from shared.db import Database
 from shared.settings import Settings
+from tests.backends import poison
 from tests.conftest import RedisServer, free_port
 from worker.metrics import MetricsServer, WorkerMetrics
 from worker.queue_depth import RedisQueueDepth
@@ -24,9 +23,9 @@ from worker.runtime import WorkerRuntime
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(database_url: str) -> Settings:
     return Settings(
-        database_url=f"sqlite:///{tmp_path / 'p2p.db'}",
+        database_url=database_url,
         sweep_grace_s=0,
         sweep_interval_s=3600,
         reconcile_interval_s=3600,
@@ -118,12 +117,9 @@ def test_an_error_in_the_actor_is_counted_and_dead_letters_are_read(
     runtime.start()
     try:
         [payment_id] = _accept(db, 100, [10])
-        db.connection().execute(
-            "CREATE TRIGGER poison BEFORE UPDATE ON payments"
-            " BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
-        )
+        poison(db, payment_id)
         runtime.actor.send(payment_id)
-        with pytest.raises(sqlite3.IntegrityError, match="poisoned row"):
+        with pytest.raises(db.dialect.integrity_error, match="poisoned row"):
             runtime.join()
     finally:
         runtime.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +16,8 @@ from worker.reconciler import Reconciler
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(database_url=f"sqlite:///{tmp_path / 'p2p.db'}", reconcile_batch=10)
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, reconcile_batch=10)
 
 
 def _funded_account(db: Database, amount: int) -> str:
@@ -71,6 +70,7 @@ def test_a_healthy_ledger_logs_nothing_and_counts_what_it_checked(
     assert status.checked[Scope.DEPOSITS] == 2
 
 
+@pytest.mark.sqlite_only  # PostgreSQL would not drop a table others reference
 def test_the_thread_runs_at_once_counts_a_failed_run_and_stops_cleanly(
     settings: Settings, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:

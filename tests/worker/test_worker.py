@@ -17,15 +17,16 @@ from shared import accounts, payments, users
 from shared.db import Database
 from shared.records import PaymentStatus
 from shared.settings import Settings
+from tests.backends import cure, poison
 from worker.runtime import WorkerRuntime
 from worker.settler import Settler
 from worker.sweep import Sweeper
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(database_url: str) -> Settings:
     return Settings(
-        database_url=f"sqlite:///{tmp_path / 'p2p.db'}",
+        database_url=database_url,
         sweep_grace_s=0,
         sweep_batch=10,
         sweep_interval_s=3600,
@@ -105,6 +106,7 @@ class _Failures(dramatiq.Middleware):
             self.first.set()
 
 
+@pytest.mark.sqlite_only  # another connection holds SQLite's write lock
 def test_an_infrastructure_error_is_retried_until_it_settles(
     settings: Settings, db: Database
 ) -> None:
@@ -203,30 +205,22 @@ def test_the_sweep_thread_touches_the_heartbeat(
     assert heartbeat.exists()
 
 
-def _poison(db: Database, payment_id: str) -> None:
-    """Make settling this one payment raise, as a row no code expected would."""
-    db.connection().execute(
-        "CREATE TRIGGER poison BEFORE UPDATE ON payments"
-        f" WHEN NEW.id = '{payment_id}' BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
-    )
-
-
 def test_a_payment_that_cannot_be_settled_does_not_hold_the_others_back(
     settings: Settings, db: Database
 ) -> None:
     user_id, sender, receiver = _funded_pair(db, 10)
     ids = _submit(db, user_id, sender, receiver, 5)
-    _poison(db, ids[0])
+    poison(db, ids[0])
     settler = Settler(db, settings)
 
     settler.settle(ids[3])
 
     statuses = [payments.get_payment(db, user_id, i).status for i in ids]
     assert statuses == [PaymentStatus.PENDING] + [PaymentStatus.COMPLETED] * 4
-    with pytest.raises(sqlite3.IntegrityError, match="poisoned row"):
+    with pytest.raises(db.dialect.integrity_error, match="poisoned row"):
         settler.settle(ids[0])  # its own message fails, and Dramatiq retries it
 
-    db.connection().execute("DROP TRIGGER poison")
+    cure(db)
     settler.settle(ids[0])
     assert payments.get_payment(db, user_id, ids[0]).status is PaymentStatus.COMPLETED
     assert _count(db, "SELECT count(*) FROM payments WHERE status = 'pending'") == 0
@@ -237,7 +231,7 @@ def test_the_sweep_sets_a_failing_payment_aside_and_settles_the_rest(
 ) -> None:
     user_id, sender, receiver = _funded_pair(db, 10)
     ids = _submit(db, user_id, sender, receiver, 4)
-    _poison(db, ids[1])
+    poison(db, ids[1])
     settler = Settler(db, settings)
 
     assert settler.sweep(older_than=timedelta(0), limit=10) == 3

@@ -6,7 +6,6 @@ import logging
 import sqlite3
 import threading
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -17,6 +16,7 @@ from shared import accounts, payments, users
 from shared.db import Database
 from shared.records import PaymentStatus
 from shared.settings import Settings
+from tests.backends import poison
 from tests.log_capture import capture_logs
 from worker.log_fields import MessageLogFields
 from worker.runtime import WorkerRuntime
@@ -25,9 +25,9 @@ from worker.sweep import Sweeper
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(database_url: str) -> Settings:
     return Settings(
-        database_url=f"sqlite:///{tmp_path / 'p2p.db'}",
+        database_url=database_url,
         sweep_grace_s=3600,  # the runtime's sweep leaves everything to the messages
         sweep_interval_s=3600,
         retry_min_backoff_ms=10,
@@ -95,10 +95,7 @@ def test_a_payment_set_aside_is_logged_with_its_id_and_error(
     settings: Settings, db: Database
 ) -> None:
     _, ids = _submitted(db, 10, [1, 1])
-    db.connection().execute(
-        "CREATE TRIGGER poison BEFORE UPDATE ON payments"
-        f" WHEN NEW.id = '{ids[0]}' BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
-    )
+    poison(db, ids[0])
 
     with capture_logs() as captured:
         Settler(db, settings).sweep(older_than=timedelta(0), limit=10)
@@ -122,6 +119,7 @@ class _FirstFailure(dramatiq.Middleware):
             self.seen.set()
 
 
+@pytest.mark.sqlite_only  # another connection holds SQLite's write lock
 def test_dramatiq_lines_about_a_failed_and_retried_message_carry_the_payment_id(
     settings: Settings, db: Database
 ) -> None:

@@ -1,0 +1,78 @@
+"""What the store's SQL needs of a connection, and the few things SQLite and PostgreSQL
+do differently: everything else is written once.
+
+The store runs on ``Connection``: ``sqlite3.Connection`` is one as it is, and
+``shared.postgres`` wraps a psycopg connection into one. A ``Dialect`` holds the
+differences: how rows are locked for a write, the errors that mean "retry the whole
+transaction", and the schema's migrations for that engine.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+from shared.schema import SQLITE_MIGRATIONS
+
+Params = Sequence[Any] | Mapping[str, Any]
+"""Bound values: a sequence for ``?`` placeholders, a mapping for ``:name`` ones."""
+
+
+class Row(Protocol):
+    """A result row, read by column name or by index (``sqlite3.Row`` is one)."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+
+    def __len__(self) -> int: ...
+
+
+class Cursor(Protocol):
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """The store's SQL runs on this: ``?`` and ``:name`` placeholders, in autocommit mode
+    unless inside ``Database.write()`` or ``Database.read()``."""
+
+    def execute(self, sql: str, parameters: Params = ..., /) -> Cursor: ...
+
+
+class Dialect:
+    """SQLite's ways; ``shared.postgres.PostgresDialect`` overrides what differs."""
+
+    name = "sqlite"
+    migrations: tuple[str, ...] = SQLITE_MIGRATIONS
+    for_update = ""
+    """Appended to a SELECT of rows the transaction will change. SQLite needs nothing:
+    ``BEGIN IMMEDIATE`` already holds the one write lock."""
+    claim = ""
+    """Appended to the SELECT that claims pending payments for settling."""
+    integrity_error: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
+    """A constraint or a trigger refused the statement."""
+    infrastructure_error: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
+    """Locked, busy, disk, connection: the transaction rolled back, try it all again later."""
+    conflict_error: tuple[type[Exception], ...] = ()
+    """Another transaction got in the way (deadlock, serialization): retry at once."""
+    shares_write_transactions = True
+    """Whether the API's group commit puts concurrent writes in one transaction."""
+    local_reads = True
+    """Whether a point read is a local file read that never waits (WAL readers do not
+    wait for the writer): cheap enough for the API's event loop, no thread hop needed."""
+
+    def lock_accounts(self, conn: Connection, account_ids: Collection[str]) -> None:
+        """Lock these accounts' rows until the transaction ends, always in one order, so
+        that two settling transactions can never wait for each other."""
+
+
+SQLITE = Dialect()
+
+
+def dialect_of(conn: Connection) -> Dialect:
+    """The dialect of a connection the store was handed (a raw sqlite3 one has none)."""
+    dialect: Dialect = getattr(conn, "dialect", SQLITE)
+    return dialect

@@ -1,0 +1,279 @@
+"""PostgreSQL behind the store's ``Database``: a psycopg connection pool, the store's
+placeholders translated once per SQL string, rows read by name and by index.
+
+Transactions are READ COMMITTED with explicit row locks (``PostgresDialect``); reads
+that need one snapshot run REPEATABLE READ, READ ONLY. Connections are in autocommit
+mode outside them, as SQLite's are, and go back to the pool after each transaction or
+each statement run through ``connection()``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any, ClassVar, cast, overload
+
+import psycopg
+import psycopg.errors
+from psycopg.abc import Buffer
+from psycopg.rows import RowMaker
+from psycopg.types.string import StrBinaryDumper, StrDumperUnknown
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from shared.db import Database
+from shared.dialect import Connection, Dialect, Params
+from shared.schema_postgres import POSTGRES_MIGRATIONS
+
+POOL_WAIT_S = 10.0
+
+# Migrations from several processes starting at once run one after the other.
+_MIGRATION_LOCK = 0x7032_7030_6D69_6772  # "p2p0migr"
+
+
+class PostgresDialect(Dialect):
+    name = "postgresql"
+    migrations = POSTGRES_MIGRATIONS
+    # NO KEY UPDATE: ids never change, and so the KEY SHARE lock a foreign-key check
+    # takes (a payment inserted to this account) never waits for these.
+    for_update = " FOR NO KEY UPDATE"
+    # Workers never wait for each other's payments: each takes the oldest nobody holds.
+    claim = " FOR NO KEY UPDATE SKIP LOCKED"
+    integrity_error = (psycopg.IntegrityError,)
+    infrastructure_error = (psycopg.OperationalError,)
+    conflict_error = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+    # A transaction shared by several API writes would lock their accounts in the order
+    # the requests came, and so could deadlock with another process's. One write per
+    # transaction locks one account and then waits for nothing: it never deadlocks, and
+    # PostgreSQL shares the WAL flush of commits from many connections by itself.
+    shares_write_transactions = False
+    local_reads = False
+    """A read is a round trip to the server and may wait for a pooled connection: the
+    API's event loop hands it to a thread."""
+
+    def lock_accounts(self, conn: Connection, account_ids: Collection[str]) -> None:
+        if account_ids:
+            conn.execute(
+                "SELECT id FROM accounts WHERE id = ANY(?) ORDER BY id FOR NO KEY UPDATE",
+                (sorted(account_ids),),
+            )
+
+
+POSTGRES = PostgresDialect()
+
+
+class PgRow(tuple[Any, ...]):
+    """A row readable by index and by column name, like ``sqlite3.Row``."""
+
+    __slots__ = ()
+    _index: ClassVar[dict[str, int]] = {}
+
+    @overload  # type: ignore[override]
+    def __getitem__(self, key: int | str, /) -> Any: ...
+    @overload
+    def __getitem__(self, key: slice, /) -> tuple[Any, ...]: ...
+    def __getitem__(self, key: int | str | slice, /) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+@functools.lru_cache(maxsize=512)
+def row_class(names: tuple[str, ...]) -> type[PgRow]:
+    index: dict[str, int] = {}
+    for position, name in enumerate(names):
+        index.setdefault(name, position)  # the first of two equal names, as sqlite3.Row
+    return type("PgRow", (PgRow,), {"__slots__": (), "_index": index})
+
+
+def _pg_rows(cursor: psycopg.Cursor[Any]) -> RowMaker[PgRow]:
+    names = tuple(column.name for column in cursor.description or ())
+    return row_class(names)
+
+
+class _TextDumper(StrDumperUnknown):
+    """PostgreSQL text cannot hold NUL, which SQLite's can: NUL is stored as U+FFFD, so
+    that an id with one in it is simply not found (404) on both, never a server error."""
+
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(obj.replace("\x00", "\ufffd"))
+
+
+class _BinaryTextDumper(StrBinaryDumper):
+    __doc__ = _TextDumper.__doc__
+
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(obj.replace("\x00", "\ufffd"))
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    conn.adapters.register_dumper(str, _TextDumper)
+    conn.adapters.register_dumper(str, _BinaryTextDumper)
+
+
+_TOKEN = re.compile(r"'(?:[^']|'')*'|\?|(?<![:\w]):([A-Za-z_]\w*)|%")
+
+
+@functools.lru_cache(maxsize=2048)
+def translate(sql: str) -> str:
+    """The store's ``?`` and ``:name`` placeholders in psycopg's ``%s`` and ``%(name)s``;
+    a literal ``%`` doubled. Cached: the store's SQL strings are few."""
+
+    def token(match: re.Match[str]) -> str:
+        text = match[0]
+        if text.startswith("'"):
+            return text.replace("%", "%%")
+        if text == "?":
+            return "%s"
+        if text == "%":
+            return "%%"
+        return f"%({match[1]})s"
+
+    return _TOKEN.sub(token, sql)
+
+
+class PostgresConnection:
+    """One pooled connection, for the length of a transaction."""
+
+    dialect: Dialect = POSTGRES
+
+    def __init__(self, raw: psycopg.Connection[PgRow]) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, parameters: Params = (), /) -> psycopg.Cursor[PgRow]:
+        return self.raw.execute(translate(sql), parameters)
+
+
+class _Rows:
+    """A statement's rows, fetched in full before its connection went back to the pool."""
+
+    def __init__(self, rows: list[PgRow]) -> None:
+        self._rows = iter(rows)
+
+    def fetchone(self) -> PgRow | None:
+        return next(self._rows, None)
+
+    def fetchall(self) -> list[PgRow]:
+        return list(self._rows)
+
+    def __iter__(self) -> Iterator[PgRow]:
+        return self._rows
+
+
+class _Autocommit:
+    """``Database.connection()``: each statement on whichever pooled connection is free."""
+
+    dialect: Dialect = POSTGRES
+
+    def __init__(self, pool: ConnectionPool[psycopg.Connection[PgRow]]) -> None:
+        self._pool = pool
+
+    def execute(self, sql: str, parameters: Params = (), /) -> _Rows:
+        with self._pool.connection() as raw:
+            cursor = raw.execute(translate(sql), parameters)
+            return _Rows(cursor.fetchall() if cursor.description is not None else [])
+
+
+class PostgresDatabase(Database):
+    """A PostgreSQL database, through a pool of at most ``pool_size`` connections."""
+
+    dialect = POSTGRES
+
+    def __init__(self, url: str, *, pool_size: int = 10, connect_timeout_s: float = 10.0) -> None:
+        self.url = url
+        self.path = shown_url(url)
+        self._pool: ConnectionPool[psycopg.Connection[PgRow]] = ConnectionPool(
+            url,
+            connection_class=cast(type[psycopg.Connection[PgRow]], psycopg.Connection),
+            kwargs={"autocommit": True, "row_factory": _pg_rows},
+            configure=_configure,
+            min_size=1,
+            max_size=pool_size,
+            # How long a statement waits for a free connection (or for a server that went
+            # away to come back) before it fails: a readiness probe must answer in time.
+            timeout=POOL_WAIT_S,
+            name="p2p",
+            open=False,
+        )
+        self._open(connect_timeout_s)
+        self._autocommit = _Autocommit(self._pool)
+
+    def connection(self) -> Connection:
+        return self._autocommit
+
+    def _open(self, timeout_s: float) -> None:
+        """Fail at start, with the server's reason, when the database cannot be reached."""
+        try:
+            self._pool.open(wait=True, timeout=timeout_s)
+        except PoolTimeout:
+            self._pool.close()
+            with psycopg.connect(self.url, connect_timeout=max(1, int(timeout_s))):
+                pass  # raises psycopg.OperationalError, saying why
+            raise
+
+    @contextmanager
+    def write(self) -> Iterator[PostgresConnection]:
+        """READ COMMITTED; the store locks the rows it will change (``Dialect.for_update``)."""
+        with self._transaction("BEGIN") as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[PostgresConnection]:
+        with self._transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") as conn:
+            yield conn
+
+    def close(self) -> None:
+        self._pool.close()
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[PostgresConnection]:
+        raw = self._pool.getconn()
+        try:
+            raw.execute(begin)
+            try:
+                yield PostgresConnection(raw)
+            except BaseException:
+                _rollback(raw)
+                raise
+            raw.execute("COMMIT")
+        finally:
+            self._pool.putconn(raw)
+
+    def _prepare_migrations(self, conn: Connection) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+
+    def _schema_version(self, conn: Connection) -> int:
+        (table,) = conn.execute("SELECT to_regclass('schema_version')").fetchone()
+        if table is None:
+            return 0
+        row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        return 0 if row[0] is None else int(row[0])
+
+    def _set_schema_version(self, conn: Connection, version: int) -> None:
+        conn.execute("DELETE FROM schema_version")
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+
+    def _apply(self, conn: Connection, script: str) -> None:
+        assert isinstance(conn, PostgresConnection)
+        conn.raw.execute(script.encode())  # as it is: no placeholders, several statements
+
+
+def _rollback(raw: psycopg.Connection[Any]) -> None:
+    """Roll back, unless the connection is gone (the pool then drops it)."""
+    with suppress(psycopg.Error):
+        raw.execute("ROLLBACK")
+
+
+def shown_url(url: str) -> str:
+    """The URL as logs may show it."""
+    scheme, _, rest = url.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    if not at:
+        return url
+    user = credentials.partition(":")[0]
+    return f"{scheme}://{user}@{location}"

@@ -1,0 +1,179 @@
+"""Several processes writing at once, each with a ``Database`` of its own (its own
+connections; on SQLite its own writer lock): the races PostgreSQL lets happen, with any
+number of API and worker processes, end as they do on one."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import pytest
+
+from shared import accounts
+from shared.audit import verify
+from shared.committer import GroupCommitter
+from shared.db import Database
+from shared.engine import settle_pending
+from shared.errors import EmailTaken
+from shared.payments import Transfer, submit_transfer
+from shared.records import PaymentStatus
+from shared.users import sign_up
+from tests.unit.helpers import Customer, balance_of, count_rows, pay, reopened
+
+T = TypeVar("T")
+
+DEADLINE_S = 30.0
+
+
+@pytest.fixture
+def other(db: Database) -> Iterator[Database]:
+    """The same store, as another process would open it."""
+    database = reopened(db)
+    yield database
+    database.close()
+
+
+def _race(first: Database, second: Database, fn: Callable[..., T], *args: Any) -> tuple[T, T]:
+    """``fn`` in a transaction on ``first`` held open until ``second`` has started the
+    same write (and, with a lock, waits for it); then both commit."""
+    entered = threading.Event()
+    release = threading.Event()
+
+    def held() -> T:
+        with first.write() as conn:
+            value = fn(conn, *args)
+            entered.set()
+            assert release.wait(DEADLINE_S)
+            return value
+
+    with ThreadPoolExecutor(2) as pool:
+        one = pool.submit(held)
+        assert entered.wait(DEADLINE_S)
+        two: Future[T] = pool.submit(second.run, fn, *args)
+        # The second blocks on the first's lock: on SQLite the writer lock, on PostgreSQL
+        # the sender's (or the email's) row. It cannot finish before the first commits.
+        with pytest.raises(TimeoutError):
+            two.result(timeout=0.3)
+        release.set()
+        return one.result(DEADLINE_S), two.result(DEADLINE_S)
+
+
+def test_concurrent_transfers_with_one_key_make_one_payment(
+    db: Database, other: Database, alice: Customer, bob: Customer
+) -> None:
+    transfer = Transfer(alice.main.id, bob.main.id, 100, "USD")
+
+    (first, replayed_first), (second, replayed_second) = _race(
+        db, other, submit_transfer, alice.user.id, transfer, "same-key"
+    )
+
+    assert (replayed_first, replayed_second) == (False, True)
+    assert second == first
+    assert count_rows(db, "payments") == 1
+    assert verify(db) == []
+
+
+def test_concurrent_deposits_with_one_key_make_one_deposit(
+    db: Database, other: Database, alice: Customer
+) -> None:
+    def deposit(conn: Any) -> tuple[Any, bool]:
+        return accounts.deposit(
+            conn, alice.user.id, alice.main.id, amount=25, description=None, idempotency_key="k"
+        )
+
+    (first, replayed_first), (second, replayed_second) = _race(db, other, deposit)
+
+    assert (replayed_first, replayed_second) == (False, True)
+    assert second == first
+    assert balance_of(db, alice.main.id) == 1025
+    assert verify(db) == []
+
+
+def test_concurrent_sign_ups_with_one_email_make_one_user(db: Database, other: Database) -> None:
+    def sign_up_twice() -> None:
+        _race(db, other, sign_up, "Ada", "ada@example.com")
+
+    with pytest.raises(EmailTaken):
+        sign_up_twice()
+
+    assert count_rows(db, "users") == 1
+
+
+def test_workers_settling_at_once_settle_each_payment_exactly_once(
+    db: Database, alice: Customer, bob: Customer, carol: Customer
+) -> None:
+    customers = (alice, bob, carol)
+    # Every account pays every other, over and over: groups of different workers share
+    # accounts, so their locks would cross if they were not taken in one order.
+    submitted = [
+        pay(db, sender.main, receiver.main, 7 + n)
+        for n in range(20)
+        for sender in customers
+        for receiver in customers
+        if sender is not receiver
+    ]
+    workers = [reopened(db) for _ in range(4)]
+
+    def work(worker: Database) -> list[str]:
+        settled: list[str] = []
+        while batch := settle_pending(worker, limit=5):
+            settled.extend(payment.id for payment in batch)
+        return settled
+
+    try:
+        with ThreadPoolExecutor(len(workers)) as pool:
+            results = [f.result(DEADLINE_S * 4) for f in [pool.submit(work, w) for w in workers]]
+    finally:
+        for worker in workers:
+            worker.close()
+
+    settled = [payment_id for result in results for payment_id in result]
+    assert sorted(settled) == sorted(payment.id for payment in submitted)  # each exactly once
+    statuses = {
+        row["status"] for row in db.connection().execute("SELECT status FROM payments").fetchall()
+    }
+    assert statuses <= {PaymentStatus.COMPLETED.value, PaymentStatus.FAILED.value}
+    assert sum(balance_of(db, c.main.id) for c in customers) == 3 * 1000
+    assert verify(db) == []
+
+
+@pytest.mark.postgresql_only  # SQLite has one writer at a time: it cannot deadlock
+def test_api_writes_from_two_processes_locking_in_opposite_orders_never_deadlock(
+    db: Database, other: Database, alice: Customer, bob: Customer
+) -> None:
+    """Two API processes each get a write to account A then B, and to B then A, at once.
+    Shared in one transaction, they would deadlock (PostgreSQL aborts one after a second);
+    on PostgreSQL each write is a transaction of its own, holding one account's lock."""
+    both_hold_one = threading.Barrier(2)
+
+    def lock(account_id: str, *, then_wait: bool = False) -> Callable[[Any], str]:
+        def work(conn: Any) -> str:
+            conn.execute("UPDATE accounts SET updated_at = updated_at WHERE id = ?", (account_id,))
+            if then_wait:
+                both_hold_one.wait(DEADLINE_S)
+            return account_id
+
+        return work
+
+    one, two = GroupCommitter(db), GroupCommitter(other)
+    try:
+        gates = [threading.Event(), threading.Event()]
+        for writer, gate in zip((one, two), gates, strict=True):
+            writer.submit(lambda conn, gate=gate: gate.wait(DEADLINE_S))  # queue the next two
+        futures = [
+            one.submit(lock(alice.main.id, then_wait=True)),
+            one.submit(lock(bob.main.id)),
+            two.submit(lock(bob.main.id, then_wait=True)),
+            two.submit(lock(alice.main.id)),
+        ]
+        for gate in gates:
+            gate.set()
+        results = [future.result(DEADLINE_S) for future in futures]
+    finally:
+        one.close()
+        two.close()
+
+    assert results == [alice.main.id, bob.main.id, bob.main.id, alice.main.id]
+    assert (one.groups, two.groups) == (3, 3)  # the gate, then each write alone

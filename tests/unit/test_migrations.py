@@ -1,0 +1,107 @@
+"""Versioned migrations on both backends: a database made by the first schema version is
+upgraded in place by ``p2p migrate``, its data untouched."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from cli.main import main
+from shared import accounts
+from shared.audit import verify
+from shared.db import Database
+from shared.dialect import SQLITE
+from shared.engine import settle_payment, settle_pending
+from shared.postgres import POSTGRES
+from shared.records import PaymentStatus
+from shared.users import authenticate, list_api_keys
+from tests.backends import open_database
+from tests.unit.helpers import balance_of, count_rows, fund, new_customer, pay, snapshot
+
+
+@pytest.fixture
+def blank(blank_database_url: str) -> Iterator[Database]:
+    database = open_database(blank_database_url)
+    yield database
+    database.close()
+
+
+def _indexes(db: Database) -> set[str]:
+    """The names of the indexes on ``api_keys`` (the table migration 2 changes)."""
+    if db.dialect.name == "sqlite":
+        sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'api_keys'"
+    else:
+        sql = "SELECT indexname FROM pg_indexes WHERE tablename = 'api_keys'"
+    return {name for (name,) in db.connection().execute(sql)}
+
+
+def _p2p_migrate(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], url: str
+) -> str:
+    monkeypatch.setenv("P2P_DATABASE_URL", url)
+    assert main(["migrate"]) == 0
+    out: str = capsys.readouterr().out
+    return out
+
+
+def test_migrate_brings_a_blank_database_to_the_latest_version(blank: Database) -> None:
+    assert blank.schema_version() == 0
+
+    assert blank.migrate() == len(blank.dialect.migrations)
+
+    assert blank.schema_version() == len(blank.dialect.migrations)
+    assert count_rows(blank, "ledger_entries") == 0
+
+
+def test_both_backends_have_the_same_schema_versions() -> None:
+
+    assert len(SQLITE.migrations) == len(POSTGRES.migrations) == 2
+
+
+def test_p2p_migrate_upgrades_a_first_version_database_in_place(
+    blank: Database,
+    blank_database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert blank.migrate(target=1) == 1
+    assert "api_keys_user" in _indexes(blank)
+    alice = new_customer(blank, "Alice")
+    bob = new_customer(blank, "Bob")
+    settled = pay(blank, alice.main, bob.main, 300)
+    settle_payment(blank, settled.id)
+    pending = pay(blank, bob.main, alice.savings, 200)
+    fund(blank, bob.savings, 50)
+    before = snapshot(blank)
+
+    out = _p2p_migrate(monkeypatch, capsys, blank_database_url)
+
+    assert "schema version 1 -> 2" in out
+    assert blank.schema_version() == 2
+    assert snapshot(blank) == before
+    assert "api_keys_user" not in _indexes(blank)
+    assert "api_keys_user_seq" in _indexes(blank)
+    # The upgraded database works as a new one does.
+    assert authenticate(blank, alice.api_key) == alice.user
+    assert len(list_api_keys(blank, bob.user.id, limit=10, cursor=None).data) == 1
+    [done] = settle_pending(blank, limit=10)
+    assert (done.id, done.status) == (pending.id, PaymentStatus.COMPLETED)
+    assert balance_of(blank, alice.savings.id) == 700
+    assert verify(blank) == []
+    blank.run(accounts.open_account, alice.user.id, "EUR")
+
+
+def test_p2p_migrate_on_the_latest_version_changes_nothing(
+    db: Database,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    new_customer(db, "Alice")
+    before = snapshot(db)
+
+    out = _p2p_migrate(monkeypatch, capsys, database_url)
+
+    assert f"at schema version {len(db.dialect.migrations)} already" in out
+    assert snapshot(db) == before

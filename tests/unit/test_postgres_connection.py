@@ -1,0 +1,53 @@
+"""The PostgreSQL connection's own pieces, without a server: placeholders, rows, the URL
+as logs show it."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.postgres import row_class, shown_url, translate
+
+
+@pytest.mark.parametrize(
+    ("store_sql", "psycopg_sql"),
+    [
+        ("SELECT * FROM t WHERE id = ? AND n < ?", "SELECT * FROM t WHERE id = %s AND n < %s"),
+        ("WHERE owner = :owner AND seq < :before", "WHERE owner = %(owner)s AND seq < %(before)s"),
+        ("SELECT 'a ? :b 50%' || ?", "SELECT 'a ? :b 50%%' || %s"),
+        ("SELECT x::text, y % 2 FROM t", "SELECT x::text, y %% 2 FROM t"),
+        ("SELECT 'it''s ?'", "SELECT 'it''s ?'"),
+    ],
+)
+def test_placeholders_become_psycopgs_outside_string_literals(
+    store_sql: str, psycopg_sql: str
+) -> None:
+    assert translate(store_sql) == psycopg_sql
+
+
+def test_a_row_reads_by_name_by_index_and_unpacks_like_sqlite3_row() -> None:
+    row = row_class(("id", "balance", "id"))(("acc_1", 10, "other"))
+
+    assert row["id"] == "acc_1"  # the first of two equal names, as sqlite3.Row
+    assert row["balance"] == row[1] == 10
+    assert row[-1] == "other"
+    assert row[:2] == ("acc_1", 10)
+    assert tuple(row) == ("acc_1", 10, "other")
+    assert row.keys() == ["id", "balance"]
+    with pytest.raises(KeyError):
+        row["nothing"]
+
+
+def test_therow_class_of_a_column_list_is_made_once() -> None:
+    assert row_class(("a", "b")) is row_class(("a", "b"))
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://p2p:secret@db:5432/p2p", "postgresql://p2p@db:5432/p2p"),
+        ("postgresql://p2p@db/p2p", "postgresql://p2p@db/p2p"),
+        ("postgres://db/p2p", "postgres://db/p2p"),
+    ],
+)
+def test_a_password_never_shows_in_the_database_name(url: str, shown: str) -> None:
+    assert shown_url(url) == shown
