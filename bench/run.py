@@ -64,8 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the run's directory")
     parser.add_argument(
         "--database-url",
+        action="append",
         help="sqlite:///… (default: a fresh file) or postgresql://… (a fresh database "
-        "is created on that server and dropped at the end)",
+        "is created on that server and dropped at the end); with --workers-sweep, give it "
+        "more than once to sweep each database in the same run",
     )
     parser.add_argument(
         "--workers", type=_positive, default=1, help="worker processes (p2p worker --processes)"
@@ -92,21 +94,26 @@ def _counts(text: str) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     plan = Plan.of(args)
+    urls: list[str | None] = list(args.database_url or [None])
+    if len(urls) > 1 and not args.workers_sweep:
+        raise SystemExit("p2p bench: several --database-url need --workers-sweep")
     directory = Path(tempfile.mkdtemp(prefix="p2p-bench-"))
-    database = bench_database(args.database_url, directory)
-    stack = BenchStack(directory, UNTHROTTLED, database)
     figures: dict[str, Any] = {}
-    try:
-        if args.workers_sweep:
-            figures = asyncio.run(_sweep(stack, plan, args.workers_sweep))
-        else:
-            figures = asyncio.run(_measure(stack, plan, args.workers))
-    finally:
-        stack.close()
-        database.drop()
     if args.workers_sweep:
-        _report_sweep(figures, plan)
+        sweeps = [
+            _on_database(url, directory / f"db{index}", plan, args.workers_sweep)
+            for index, url in enumerate(urls)
+        ]
+        figures = {"payments": plan.payments, "sweeps": sweeps}
+        _report_sweeps(sweeps, plan)
     else:
+        database = bench_database(urls[0], directory)
+        stack = BenchStack(directory, UNTHROTTLED, database)
+        try:
+            figures = asyncio.run(_measure(stack, plan, args.workers))
+        finally:
+            stack.close()
+            database.drop()
         _report(figures, plan)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
@@ -227,6 +234,18 @@ async def _measure(stack: BenchStack, plan: Plan, workers: int) -> dict[str, Any
     progress.done(f"settle p99 {figures['settle_p99_ms']:,.0f} ms")
     figures |= rss.summary()
     return figures
+
+
+def _on_database(url: str | None, directory: Path, plan: Plan, sweep: list[int]) -> dict[str, Any]:
+    """One workers sweep on a fresh database of its own, with its own stack."""
+    directory.mkdir(parents=True)
+    database = bench_database(url, directory)
+    stack = BenchStack(directory, UNTHROTTLED, database)
+    try:
+        return asyncio.run(_sweep(stack, plan, sweep))
+    finally:
+        stack.close()
+        database.drop()
 
 
 async def _sweep(stack: BenchStack, plan: Plan, sweep: list[int]) -> dict[str, Any]:
@@ -431,19 +450,24 @@ class _RssSampler:
         return out
 
 
-def _report_sweep(figures: dict[str, Any], plan: Plan) -> None:
-    if not figures:
+def _report_sweeps(sweeps: list[dict[str, Any]], plan: Plan) -> None:
+    """One row per number of workers, a column per database swept."""
+    if not sweeps:
         return
-    rounds = figures["workers_sweep"]
-    one = rounds[0]["drain_rps"]
     print()
     print(
-        f"| worker processes ({figures['database']}, {plan.payments} payments) | drain | vs first |"
+        f"| worker processes ({plan.payments} payments) | "
+        + " | ".join(f"{sweep['database']} drain | vs first" for sweep in sweeps)
+        + " |"
     )
-    print("| --- | --- | --- |")
-    for row in rounds:
-        rate = row["drain_rps"]
-        print(f"| {row['workers']} | {rate:,.0f} payments/s | {rate / one:.2f} |")
+    print("| --- |" + " --- | --- |" * len(sweeps))
+    for index, row in enumerate(sweeps[0]["workers_sweep"]):
+        cells = []
+        for sweep in sweeps:
+            rate = sweep["workers_sweep"][index]["drain_rps"]
+            first = sweep["workers_sweep"][0]["drain_rps"]
+            cells.append(f"{rate:,.0f} payments/s | {rate / first:.2f}")
+        print(f"| {row['workers']} | " + " | ".join(cells) + " |")
 
 
 def _report(figures: dict[str, Any], plan: Plan) -> None:
