@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.e2e.harness import (
     START_TIMEOUT_S,
@@ -19,6 +20,8 @@ from tests.e2e.harness import (
     poll,
     random_transfers,
 )
+
+pytestmark = pytest.mark.postgresql  # runs on SQLite and on PostgreSQL
 
 STREAM = 300
 EXIT_TIMEOUT_S = 15.0

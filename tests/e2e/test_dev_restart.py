@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.e2e.harness import (
     ApiClient,
     Customer,
@@ -10,6 +12,8 @@ from tests.e2e.harness import (
     random_transfers,
     submit_through_crash,
 )
+
+pytestmark = pytest.mark.postgresql  # runs on SQLite and on PostgreSQL
 
 PAYMENTS = 150
 RECOVERY_TIMEOUT_S = 30.0

@@ -8,6 +8,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from tests.e2e.harness import (
     ApiClient,
@@ -19,6 +20,8 @@ from tests.e2e.harness import (
     submit_through_crash,
     transfer,
 )
+
+pytestmark = pytest.mark.postgresql  # runs on SQLite and on PostgreSQL
 
 STREAM = 400
 EXIT_TIMEOUT_S = 15.0

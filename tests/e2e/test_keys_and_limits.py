@@ -4,8 +4,11 @@ is refused by the other on the very next request, and they share one rate limit.
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.e2e.harness import ApiClient, Stack, transfer
+
+pytestmark = pytest.mark.postgresql  # runs on SQLite and on PostgreSQL
 
 
 def test_a_key_revoked_through_one_api_is_refused_by_the_other_at_once(stack: Stack) -> None:

@@ -7,8 +7,11 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.e2e.harness import SETTLE_TIMEOUT_S, Process, Stack, poll
+
+pytestmark = pytest.mark.postgresql  # runs on SQLite and on PostgreSQL
 
 Line = dict[str, Any]
 FIELDS = {"ts", "level", "logger", "message"}

@@ -4,14 +4,16 @@ a ledger corrupted behind the engine's back."""
 from __future__ import annotations
 
 import socket
-import sqlite3
 import time
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import RedisServer
 from tests.e2e.harness import ApiClient, Customer, Stack, free_port, poll, transfer
+
+pytestmark = pytest.mark.postgresql  # runs on SQLite and on PostgreSQL
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 SCRAPE_TIMEOUT_S = 20.0
@@ -184,13 +186,10 @@ def _violations_after(url: str, moment: float, expected: int) -> bool | None:
 
 
 def _corrupt(stack: Stack, customer: Customer, cents: int) -> None:
-    conn = sqlite3.connect(stack.db_path, timeout=10, isolation_level=None)
-    try:
+    with stack.database().connect() as conn:
         conn.execute(
             "UPDATE accounts SET balance = balance + ? WHERE id = ?", (cents, customer.account_id)
         )
-    finally:
-        conn.close()
 
 
 def test_a_worker_whose_metrics_port_is_taken_does_not_start(stack: Stack) -> None:

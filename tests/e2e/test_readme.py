@@ -12,6 +12,8 @@ import pytest
 
 from tests.e2e.harness import Stack
 
+pytestmark = pytest.mark.postgresql  # runs on SQLite and on PostgreSQL
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 
 from tests.conftest import RedisServer
 from tests.e2e.harness import (
@@ -16,6 +17,8 @@ from tests.e2e.harness import (
     random_transfers,
     submit_concurrently,
 )
+
+pytestmark = pytest.mark.postgresql  # runs on SQLite and on PostgreSQL
 
 # A correctness bound, not a benchmark: a submit must not hang on a missing Redis.
 SUBMIT_BOUND_S = 2.0

@@ -32,6 +32,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from tests import fuzz_budget
 from tests.e2e.harness import ApiClient, Stack, transfer
 
+pytestmark = pytest.mark.postgresql  # runs on SQLite and on PostgreSQL
+
 Operation = schemathesis.APIOperation[Any, Any, Any, Any]
 ST = str(Path(sys.executable).with_name("st"))
 EXAMPLES_PER_OPERATION = fuzz_budget.examples(40)

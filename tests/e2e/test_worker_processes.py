@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.e2e.harness import (
     START_TIMEOUT_S,
@@ -23,6 +24,8 @@ from tests.e2e.harness import (
     submit_concurrently,
 )
 from tests.e2e.state import BrokerState
+
+pytestmark = pytest.mark.postgresql  # runs on SQLite and on PostgreSQL
 
 STREAM = 300
 RECOVERY_TIMEOUT_S = 30.0
