@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,19 +116,7 @@ def test_the_compose_commands_settle_a_payment_and_pass_their_healthchecks(
         "8000": str(port),
         "9191": str(metrics_port),
     }
-
-    def here(text: str) -> str:
-        for there, local in places.items():
-            text = text.replace(there, local)
-        return text
-
-    def argv(words: list[str]) -> list[str]:
-        programs = {"p2p": P2P, "python": sys.executable}
-        return [programs.get(words[0], words[0]), *(here(word) for word in words[1:])]
-
-    def env(service: Service) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("P2P_")}
-        return base | {name: here(str(value)) for name, value in service["environment"].items()}
+    argv, env = _on_loopback(places)
 
     processes = [
         Process(
@@ -220,19 +209,7 @@ def test_the_postgres_override_commands_settle_payments_with_several_processes(
         "8000": str(port),
         "9191": str(metrics_port),
     }
-
-    def here(text: str) -> str:
-        for there, local in places.items():
-            text = text.replace(there, local)
-        return text
-
-    def argv(words: list[str]) -> list[str]:
-        programs = {"p2p": P2P, "python": sys.executable}
-        return [programs.get(words[0], words[0]), *(here(word) for word in words[1:])]
-
-    def env(service: Service) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("P2P_")}
-        return base | {name: here(str(value)) for name, value in service["environment"].items()}
+    argv, env = _on_loopback(places)
 
     started = {
         name: Process(
@@ -271,3 +248,25 @@ def test_the_postgres_override_commands_settle_payments_with_several_processes(
     finally:
         for process in started.values():
             process.close()
+
+
+def _on_loopback(
+    places: dict[str, str],
+) -> tuple[Callable[[list[str]], list[str]], Callable[[Service], dict[str, str]]]:
+    """A service's command and environment, with compose's names and paths replaced by
+    ``places`` (the loopback ports, the test's files and databases)."""
+
+    def here(text: str) -> str:
+        for there, local in places.items():
+            text = text.replace(there, local)
+        return text
+
+    def argv(words: list[str]) -> list[str]:
+        programs = {"p2p": P2P, "python": sys.executable}
+        return [programs.get(words[0], words[0]), *(here(word) for word in words[1:])]
+
+    def env(service: Service) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("P2P_")}
+        return base | {name: here(str(value)) for name, value in service["environment"].items()}
+
+    return argv, env
