@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Literal
 
@@ -86,14 +86,13 @@ class Settler:
                 limit=limit,
                 older_than=older_than,
                 skip=self._failing,
-                observe=self._observe,
+                observe=self._observer(by),
             )
         except self._db.dialect.infrastructure_error:
             raise  # locked, disk, connection: the whole group is retried
         except Exception:
             log.exception("a group failed to settle; settling its payments one by one")
             return self._isolate(limit=limit, older_than=older_than, by=by)
-        _log_settled(settled, by)
         return self._remember(settled)
 
     def _isolate(self, *, limit: int, older_than: timedelta | None, by: SettledBy) -> int:
@@ -117,11 +116,21 @@ class Settler:
         return settled
 
     def _settle_alone(self, payment_id: str, by: SettledBy = "message") -> None:
-        payment = settle_payment(self._db, payment_id, observe=self._observe)
+        payment = settle_payment(self._db, payment_id, observe=self._observer(by))
         self._failing.discard(payment_id)
         if payment is not None:
-            _log_settled([payment], by)
             self._remember([payment])
+
+    def _observer(self, by: SettledBy) -> SettledObserver:
+        """What the engine tells, after each commit, of the payments that call settled:
+        a log line each, then the metrics."""
+
+        def settled(payments: Sequence[Payment]) -> None:
+            _log_settled(payments, by)
+            if self._observe is not None:
+                self._observe(payments)
+
+        return settled
 
     def _remember(self, payments: Iterable[Payment]) -> int:
         count = 0
@@ -133,7 +142,7 @@ class Settler:
         return count
 
 
-def _log_settled(payments: list[Payment], by: SettledBy) -> None:
+def _log_settled(payments: Sequence[Payment], by: SettledBy) -> None:
     """One line per payment settled, once it is committed."""
     if not log.isEnabledFor(logging.INFO):
         return
