@@ -2,20 +2,18 @@
 created on a server (``--database-url postgresql://…``) and dropped at the end.
 
 The bench reads the database directly (pending counts, settlement times) with the same
-few queries on both. PostgreSQL is reached through the ``psql`` client, so that the
-bench needs no driver of its own; a poll every 100 ms costs a process start, which is
-far below what it measures.
+few queries on both, and gets every value as text, as either engine would print it.
 """
 
 from __future__ import annotations
 
 import secrets
-import shutil
 import sqlite3
-import subprocess
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
 
 Row = tuple[str | None, ...]
 
@@ -68,18 +66,18 @@ class PostgresBench:
     @classmethod
     def create(cls, server_url: str) -> PostgresBench:
         bench = cls(server_url, f"p2p_bench_{secrets.token_hex(4)}")
-        _psql(bench._admin_url, f'CREATE DATABASE "{bench.name}"')
+        _execute(bench._admin_url, f'CREATE DATABASE "{bench.name}"')
         return bench
 
     def rows(self, query: str) -> list[Row]:
-        out = _psql(self.url, query)
-        return [
-            tuple(None if value == "" else value for value in line.split("\t"))
-            for line in out.splitlines()
-        ]
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+            cursor = conn.execute(query.encode())
+            if cursor.description is None:  # a statement that returns no rows
+                return []
+            return [tuple(_text(value) for value in row) for row in cursor.fetchall()]
 
     def drop(self) -> None:
-        _psql(self._admin_url, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        _execute(self._admin_url, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
 def _text(value: object) -> str | None:
@@ -91,22 +89,6 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-def _psql_argv(executable: str) -> list[str]:
-    # No psqlrc, quiet, unaligned tab-separated rows without headers, stop at an error.
-    return [executable, "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1"]
-
-
-def _psql(url: str, command: str) -> str:
-    executable = shutil.which("psql")
-    if executable is None:
-        raise RuntimeError("psql is not on PATH: the bench reaches PostgreSQL through it")
-    done = subprocess.run(
-        [*_psql_argv(executable), "-d", url, "-c", command],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"psql: {command!r}: {done.stderr.strip()}")
-    return done.stdout
+def _execute(url: str, statement: str) -> None:
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(statement.encode())
