@@ -339,6 +339,10 @@ class ApiClient:
             self.deposit(customer, deposit)
         return customer
 
+    def rich_customers(self, count: int = 4) -> list[Customer]:
+        """``count`` customers with far more money than any stream here moves."""
+        return [self.customer(deposit=10_000_000) for _ in range(count)]
+
     def deposit(self, customer: Customer, amount: int) -> Json:
         response = self._http.post(
             f"/accounts/{customer.account_id}/deposits",
@@ -395,6 +399,20 @@ class ApiClient:
             self.wait_final(customer, payment_id, timeout=max(0, deadline - time.monotonic()))
             for customer, payment_id in submitted
         ]
+
+
+def settled_statuses(
+    api_url: str, requests: Sequence[TransferRequest], answers: Sequence[httpx.Response]
+) -> list[str]:
+    """The final status of each answered submit, long-polled in request order."""
+    with ApiClient(api_url) as client:
+        settled = client.wait_all_final(
+            [
+                (request.sender, answer.json()["id"])
+                for request, answer in zip(requests, answers, strict=True)
+            ]
+        )
+    return [payment["status"] for payment in settled]
 
 
 def submit_concurrently(

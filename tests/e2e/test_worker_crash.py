@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import httpx
 import pytest
 
 from tests.e2e.harness import (
     START_TIMEOUT_S,
     ApiClient,
-    Customer,
     Stack,
-    TransferRequest,
     poll,
     random_transfers,
+    settled_statuses,
     submit_concurrently,
 )
 from tests.e2e.state import BrokerState
@@ -28,23 +24,6 @@ RECOVERY_TIMEOUT_S = 30.0
 SIGTERM_TIMEOUT_S = 10.0
 REDELIVER_AFTER_MS = 3_000
 
-Answers = Sequence[httpx.Response]
-
-
-def _rich_customers(client: ApiClient, count: int = 4) -> list[Customer]:
-    return [client.customer(deposit=10_000_000) for _ in range(count)]
-
-
-def _settled_statuses(api_url: str, requests: list[TransferRequest], answers: Answers) -> list[str]:
-    with ApiClient(api_url) as client:
-        settled = client.wait_all_final(
-            [
-                (request.sender, answer.json()["id"])
-                for request, answer in zip(requests, answers, strict=True)
-            ]
-        )
-    return [payment["status"] for payment in settled]
-
 
 def test_a_worker_killed_mid_stream_leaves_every_payment_settled_exactly_once(
     stack: Stack,
@@ -56,7 +35,7 @@ def test_a_worker_killed_mid_stream_leaves_every_payment_settled_exactly_once(
     db = stack.database()
     broker = BrokerState(stack.redis_url)
     with ApiClient(api.url) as client:
-        customers = _rich_customers(client)
+        customers = client.rich_customers()
     requests = random_transfers(customers, STREAM, seed=2, amounts=(1, 1_000))
     orphaned: dict[str, int] = {}
 
@@ -78,7 +57,7 @@ def test_a_worker_killed_mid_stream_leaves_every_payment_settled_exactly_once(
 
     # Redis still holds the dead worker's messages: what settled them was the sweep.
     assert {key: n for key, n in broker.unacked().items() if key in orphaned} == orphaned
-    assert _settled_statuses(api.url, requests, answers) == ["completed"] * STREAM
+    assert settled_statuses(api.url, requests, answers) == ["completed"] * STREAM
     stack.assert_ledger_holds()
 
     # ~20 minutes later Dramatiq redelivers them: settling again must change nothing.
@@ -104,7 +83,7 @@ def test_a_worker_killed_again_and_again_settles_every_payment_exactly_once(
     api = stack.start_api()
     workers = [stack.start_worker()]
     with ApiClient(api.url) as client:
-        customers = _rich_customers(client)
+        customers = client.rich_customers()
     requests = random_transfers(customers, STREAM, seed=3, amounts=(1, 1_000))
 
     def kill_and_restart(answered: int) -> None:
@@ -116,7 +95,7 @@ def test_a_worker_killed_again_and_again_settles_every_payment_exactly_once(
 
     assert [answer.status_code for answer in answers] == [202] * STREAM
     assert len(workers) == 4
-    assert _settled_statuses(api.url, requests, answers) == ["completed"] * STREAM
+    assert settled_statuses(api.url, requests, answers) == ["completed"] * STREAM
     stack.assert_ledger_holds()
 
 
@@ -130,7 +109,7 @@ def test_a_busy_worker_stopped_by_sigterm_exits_zero_and_loses_nothing(stack: St
     api = stack.start_api()
     db = stack.database()
     with ApiClient(api.url) as client:
-        customers = _rich_customers(client)
+        customers = client.rich_customers()
     requests = random_transfers(customers, STREAM, seed=9, amounts=(1, 1_000))
     answers = submit_concurrently(api.url, requests)
     assert [answer.status_code for answer in answers] == [202] * STREAM

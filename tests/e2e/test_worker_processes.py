@@ -15,12 +15,11 @@ import pytest
 from tests.e2e.harness import (
     START_TIMEOUT_S,
     ApiClient,
-    Customer,
     Stack,
-    TransferRequest,
     free_port,
     poll,
     random_transfers,
+    settled_statuses,
     submit_concurrently,
 )
 from tests.e2e.state import BrokerState
@@ -30,23 +29,6 @@ pytestmark = pytest.mark.postgresql  # runs on SQLite and on PostgreSQL
 STREAM = 300
 RECOVERY_TIMEOUT_S = 30.0
 SIGTERM_TIMEOUT_S = 15.0
-
-
-def _rich_customers(client: ApiClient, count: int = 4) -> list[Customer]:
-    return [client.customer(deposit=10_000_000) for _ in range(count)]
-
-
-def _settled_statuses(
-    api_url: str, requests: list[TransferRequest], answers: list[httpx.Response]
-) -> list[str]:
-    with ApiClient(api_url) as client:
-        settled = client.wait_all_final(
-            [
-                (request.sender, answer.json()["id"])
-                for request, answer in zip(requests, answers, strict=True)
-            ]
-        )
-    return [payment["status"] for payment in settled]
 
 
 def _pids_that_settled(log: str) -> set[int]:
@@ -78,13 +60,13 @@ def test_several_worker_processes_settle_a_stream_exactly_once(stack: Stack) -> 
     workers = stack.start_worker(processes=3, wait_started=True)
     assert len(workers.children()) == 3
     with ApiClient(api.url) as client:
-        customers = _rich_customers(client)
+        customers = client.rich_customers()
     requests = random_transfers(customers, STREAM, seed=21, amounts=(1, 1_000))
 
     answers = submit_concurrently(api.url, requests)
 
     assert [answer.status_code for answer in answers] == [202] * STREAM
-    assert _settled_statuses(api.url, requests, answers) == ["completed"] * STREAM
+    assert settled_statuses(api.url, requests, answers) == ["completed"] * STREAM
     _assert_each_payment_applied_once(stack, STREAM)
     # Which of them settled what is up to who takes the write lock first: a group may
     # settle payments whose messages another process holds.
@@ -103,7 +85,7 @@ def test_a_worker_process_killed_mid_stream_is_replaced_and_every_payment_settle
     db = stack.database()
     broker = BrokerState(stack.redis_url)
     with ApiClient(api.url) as client:
-        customers = _rich_customers(client)
+        customers = client.rich_customers()
     requests = random_transfers(customers, STREAM, seed=22, amounts=(1, 1_000))
     acks_of = _acks_keys_by_pid(workers.log_text())
     orphaned: dict[str, int] = {}
@@ -135,7 +117,7 @@ def test_a_worker_process_killed_mid_stream_is_replaced_and_every_payment_settle
     poll(lambda: db.pending() == 0 or None, timeout=RECOVERY_TIMEOUT_S, what="no payment pending")
     # Redis still holds the dead child's messages: what settled them was the others' sweep.
     assert {key: n for key, n in broker.unacked().items() if key in orphaned} == orphaned
-    assert _settled_statuses(api.url, requests, answers) == ["completed"] * STREAM
+    assert settled_statuses(api.url, requests, answers) == ["completed"] * STREAM
     _assert_each_payment_applied_once(stack, STREAM)
     assert workers.terminate(timeout=SIGTERM_TIMEOUT_S) == 0
 
@@ -151,7 +133,7 @@ def test_sigterm_to_the_supervisor_under_load_stops_every_process_cleanly_losing
     db = stack.database()
     broker = BrokerState(stack.redis_url)
     with ApiClient(api.url) as client:
-        customers = _rich_customers(client)
+        customers = client.rich_customers()
     requests = random_transfers(customers, STREAM, seed=23, amounts=(1, 1_000))
     stopped_at: list[int] = []
 
@@ -177,7 +159,7 @@ def test_sigterm_to_the_supervisor_under_load_stops_every_process_cleanly_losing
 
     stack.start_worker(processes=2)
     poll(lambda: db.pending() == 0 or None, timeout=RECOVERY_TIMEOUT_S, what="no payment pending")
-    assert _settled_statuses(api.url, requests, answers) == ["completed"] * STREAM
+    assert settled_statuses(api.url, requests, answers) == ["completed"] * STREAM
     _assert_each_payment_applied_once(stack, STREAM)
 
 
