@@ -39,11 +39,6 @@ LONG_POLL_S = 10.0
 # A Redis nobody listens on: a process that must not use Redis fails loudly, and never
 # touches the machine's shared one on 6379.
 NO_REDIS_URL = "redis://127.0.0.1:1/0"
-# The machine's PostgreSQL (trust authentication), or the one the suite is pointed at.
-# TODO(integrator): the pg branch's own PostgreSQL setting/fixture should replace this.
-POSTGRES_SERVER_URL = os.environ.get(
-    "P2P_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 
 Json = dict[str, Any]
 

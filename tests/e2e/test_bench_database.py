@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.database import PostgresBench, SqliteBench, bench_database
-from tests.e2e.harness import POSTGRES_SERVER_URL
+from tests.backends import PostgresServer
 
 
 def test_without_a_url_the_bench_gets_a_fresh_sqlite_file_in_its_directory(
@@ -21,11 +21,11 @@ def test_without_a_url_the_bench_gets_a_fresh_sqlite_file_in_its_directory(
 
 
 def test_a_postgresql_url_gets_a_database_of_its_own_dropped_at_the_end(
-    tmp_path: Path,
+    tmp_path: Path, postgres_server: PostgresServer
 ) -> None:
-    database = bench_database(POSTGRES_SERVER_URL, tmp_path)
+    database = bench_database(postgres_server.admin_url, tmp_path)
     assert isinstance(database, PostgresBench)
-    admin = PostgresBench(POSTGRES_SERVER_URL, "postgres")
+    admin = PostgresBench(postgres_server.admin_url, "postgres")
     try:
         assert database.url.endswith(f"/{database.name}")
         assert database.name.startswith("p2p_bench_")
