@@ -57,7 +57,7 @@ async def _services(request: Request) -> Services:
 async def _current_user(request: Request) -> User:
     user: User | None = request.scope.get("state", {}).get("user")
     if user is None:
-        raise unauthorized("a valid API key is required: Authorization: Bearer <api_key>")
+        raise unauthorized()
     return user
 
 
@@ -88,7 +88,7 @@ async def _rate_limit(request: Request, response: Response) -> None:
         return
     key_id: str | None = request.scope.get("state", {}).get("api_key_id")
     if key_id is None:
-        raise unauthorized("a valid API key is required: Authorization: Bearer <api_key>")
+        raise unauthorized()
     decision = await limiter.check(key_id)
     headers = rate_limit_headers(limiter.policy, decision)
     if not decision.allowed:

@@ -12,7 +12,7 @@ import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.metrics import ApiMetrics
-from api.problems import problem
+from api.problems import KEY_REQUIRED, problem
 from shared import logs
 from shared.db import Database
 from shared.records import User
@@ -104,8 +104,9 @@ class AuthenticationMiddleware:
         token = _bearer_token(scope)
         user = None if token is None else await self._authenticate(token)
         if token is None or user is None:
-            detail = "a valid API key is required: Authorization: Bearer <api_key>"
-            response = problem(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
+            response = problem(
+                401, "unauthorized", KEY_REQUIRED, headers={"WWW-Authenticate": "Bearer"}
+            )
             await response(scope, receive, send)
             return
         state = scope.setdefault("state", {})

@@ -57,7 +57,10 @@ class ApiProblem(Exception):
         self.headers = headers
 
 
-def unauthorized(detail: str) -> ApiProblem:
+KEY_REQUIRED = "a valid API key is required: Authorization: Bearer <api_key>"
+
+
+def unauthorized(detail: str = KEY_REQUIRED) -> ApiProblem:
     return ApiProblem(401, "unauthorized", detail, {"WWW-Authenticate": "Bearer"})
 
 
