@@ -14,7 +14,7 @@ from api import problems, request_context
 from api.deps import IDEMPOTENCY_KEY_SCHEMA, Services
 from api.limiter import RateLimiter
 from api.metrics import ApiMetrics
-from api.middleware import AuthenticationMiddleware, BodyMiddleware, MetricsMiddleware
+from api.middleware import AuthenticationMiddleware, BodyMiddleware
 from api.routes import accounts, health, payments, users
 from api.waiter import PaymentWaiter
 from shared.committer import GroupCommitter
@@ -66,13 +66,13 @@ def create_app(
     problems.install(app)
     for module in (users, accounts, payments, health):
         app.include_router(module.router)
-    # Added last is outermost: metrics see every answer, the size limit comes before
-    # authentication, and authentication before FastAPI reads the body.
+    # Added last is outermost: the size limit comes before authentication, and
+    # authentication before FastAPI reads the body.
     app.add_middleware(AuthenticationMiddleware, db=db)
     app.add_middleware(BodyMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-    # Outside all of them, and outside Starlette's own error middleware too.
-    request_context.install(app)
+    # Outside all of them, and outside Starlette's own error middleware too: request ids,
+    # access lines and request metrics see every answer.
+    request_context.install(app, metrics)
     _describe_truthfully(app, settings)
     return app
 

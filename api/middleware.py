@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: body size limit, authentication and request metrics.
+"""Pure ASGI middleware: body size limit and authentication.
 
 Authentication runs before FastAPI reads the body, so no request without a valid key
 gets past ``401``, not even to a ``422``.
@@ -6,12 +6,9 @@ gets past ``401``, not even to a ``422``.
 
 from __future__ import annotations
 
-import time
-
 import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.metrics import ApiMetrics
 from api.problems import KEY_REQUIRED, problem
 from shared import logs
 from shared.db import Database
@@ -21,10 +18,6 @@ from shared.users import authenticate, key_id_of
 PUBLIC_PATHS = frozenset(
     {"/users", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"}
 )
-
-
-# Labels come from a closed set: a client must not be able to mint metric series.
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class BodyMiddleware:
@@ -119,37 +112,6 @@ class AuthenticationMiddleware:
         if self.db.dialect.local_reads:
             return authenticate(self.db, token)
         return await anyio.to_thread.run_sync(authenticate, self.db, token)
-
-
-class MetricsMiddleware:
-    """Counts requests by route template and status, and times them."""
-
-    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_see(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        self.metrics.in_flight.inc()
-        try:
-            await self.app(scope, receive, send_and_see)
-        finally:
-            self.metrics.in_flight.dec()
-            route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            method = scope["method"] if scope["method"] in _METHODS else "other"
-            self.metrics.observe_request(method, template, status, time.perf_counter() - started)
 
 
 def _declares_json(scope: Scope) -> bool:

@@ -1,9 +1,9 @@
-"""The request id, the log fields of a request, and its one access line.
+"""The request id, the log fields of a request, its one access line and its metrics.
 
 It runs outside every other layer, Starlette's ``ServerErrorMiddleware`` included, so
 that every answer carries ``X-Request-ID`` — a ``500``, and the ``401``/``413``/``415``
-answered by middleware before any route runs — and every request gets its access line.
-Headers are never logged.
+answered by middleware before any route runs — and every request gets its access line
+and is counted and timed, once. Headers are never logged.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.metrics import ApiMetrics
 from shared import logs
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -24,10 +25,13 @@ _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 # The access line shows at most this much of a path a client made up.
 _PATH_SHOWN = 256
 
+# Labels come from a closed set: a client must not be able to mint metric series.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 access_log = logging.getLogger("p2p.access")
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, metrics: ApiMetrics) -> None:
     """Make ``RequestContextMiddleware`` the outermost layer of ``app``.
 
     ``add_middleware`` cannot: Starlette always puts ``ServerErrorMiddleware`` outside
@@ -36,17 +40,19 @@ def install(app: FastAPI) -> None:
     build = app.build_middleware_stack
 
     def build_outermost() -> ASGIApp:
-        return RequestContextMiddleware(build())
+        return RequestContextMiddleware(build(), metrics)
 
     app.build_middleware_stack = build_outermost  # type: ignore[method-assign]
 
 
 class RequestContextMiddleware:
     """Takes the client's ``X-Request-ID`` when it is sane, or makes one; puts it on the
-    request's log lines and on the answer; logs one access line per request."""
+    request's log lines and on the answer; logs one access line per request; counts it
+    by route template and status, and times it."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,11 +72,19 @@ class RequestContextMiddleware:
                 message = {**message, "headers": [*message.get("headers", ()), header]}
             await send(message)
 
+        self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_request_id)
         finally:
+            self.metrics.in_flight.dec()
+            seconds = time.perf_counter() - started
+            route = scope.get("route")
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            self.metrics.observe_request(
+                method, getattr(route, "path", "unmatched"), status, seconds
+            )
             if access_log.isEnabledFor(logging.INFO):
-                _log_access(scope, status, time.perf_counter() - started)
+                _log_access(scope, status, seconds)
             logs.end(token)
 
 
