@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from api import problems, request_context
 from api.deps import IDEMPOTENCY_KEY_SCHEMA, Services
+from api.fast_lane import TransferFastLane
 from api.limiter import RateLimiter
 from api.metrics import ApiMetrics
 from api.middleware import AuthenticationMiddleware, BodyMiddleware
@@ -30,12 +31,14 @@ def create_app(
     *,
     shared_limits: bool = False,
     worker_metrics: CollectorRegistry | None = None,
+    fast_lane: bool = True,
 ) -> FastAPI:
     """The API over ``db``, waking the worker through ``queue``. The caller owns both.
 
     ``shared_limits``: rate limits are kept in Redis (``p2p api``), shared by every API
     process; otherwise in this process (``p2p dev``). ``worker_metrics`` is served on
-    ``/metrics`` too (``p2p dev``: one process, one port).
+    ``/metrics`` too (``p2p dev``: one process, one port). ``fast_lane=False`` leaves every
+    transfer to its route, as tests do to compare the two answers (``api.fast_lane``).
     """
     metrics = ApiMetrics(queue, also=worker_metrics)
 
@@ -67,7 +70,9 @@ def create_app(
     for module in (users, accounts, payments, health):
         app.include_router(module.router)
     # Added last is outermost: the size limit comes before authentication, and
-    # authentication before FastAPI reads the body.
+    # authentication before FastAPI reads the body or the fast lane answers a transfer.
+    if fast_lane:
+        app.add_middleware(TransferFastLane)
     app.add_middleware(AuthenticationMiddleware, db=db)
     app.add_middleware(BodyMiddleware, max_bytes=settings.max_body_bytes)
     # Outside all of them, and outside Starlette's own error middleware too: request ids,

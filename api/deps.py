@@ -72,13 +72,17 @@ async def _idempotency_key(
 ) -> str:
     if key is None:
         raise ApiProblem(400, "idempotency_key_missing", "the Idempotency-Key header is required")
-    if not _IDEMPOTENCY_KEY.fullmatch(key):
+    if not valid_idempotency_key(key):
         raise ApiProblem(
             400,
             "idempotency_key_invalid",
             "the Idempotency-Key must be 1 to 255 printable ASCII characters",
         )
     return key
+
+
+def valid_idempotency_key(key: str) -> bool:
+    return _IDEMPOTENCY_KEY.fullmatch(key) is not None
 
 
 async def _rate_limit(request: Request, response: Response) -> None:

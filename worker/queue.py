@@ -1,9 +1,11 @@
 """What the API uses to wake the worker: send a payment id, never fail the submit.
 
 Sends happen on a thread of their own, so no Redis round trip ever runs on the event
-loop or holds the writer. The database is the source of truth: a message that cannot be
-sent is logged and dropped, and the worker settles the payment anyway. While the broker
-is unreachable, sends fail at once for a second instead of each waiting for a timeout.
+loop or holds the writer. Every message queued while one round trip is in flight goes
+into the next, one pipeline (as the writer shares commits). The database is the source
+of truth: a message that cannot be sent is logged and dropped, and the worker settles
+the payment anyway. While the broker is unreachable, sends fail at once for a second
+instead of each waiting for a timeout.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import time
 import dramatiq
 
 from worker.actors import SETTLE_PAYMENT
-from worker.broker import ping
+from worker.broker import enqueue_all, ping
 
 log = logging.getLogger(__name__)
 
 BACK_OFF_S = 1.0
+MAX_BATCH = 256
 
 
 class SettlementQueue:
@@ -57,32 +60,51 @@ class SettlementQueue:
         self._thread.join()
 
     def _run(self) -> None:
-        while (item := self._pending.get()) is not None:
-            if isinstance(item, threading.Event):
+        while True:
+            batch = [self._pending.get()]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self._pending.get_nowait())
+                except queue.Empty:
+                    break
+            payment_ids: list[str] = []
+            for item in batch:
+                if isinstance(item, str):
+                    payment_ids.append(item)
+                    continue
+                # A flush or the end: what came before it is sent first.
+                self._send(payment_ids)
+                payment_ids = []
+                if item is None:
+                    return
                 item.set()
-            elif not self._send(item):
-                self.failures += 1
+            self._send(payment_ids)
 
-    def _send(self, payment_id: str) -> bool:
+    def _send(self, payment_ids: list[str]) -> None:
+        if not payment_ids:
+            return
         if time.monotonic() < self._down_until:
-            return False
-        try:
-            self._broker.enqueue(
-                dramatiq.Message(
-                    queue_name=self._queue_name,
-                    actor_name=SETTLE_PAYMENT,
-                    args=(payment_id,),
-                    kwargs={},
-                    options={},
-                )
+            self.failures += len(payment_ids)
+            return
+        messages: list[dramatiq.Message[None]] = [
+            dramatiq.Message(
+                queue_name=self._queue_name,
+                actor_name=SETTLE_PAYMENT,
+                args=(payment_id,),
+                kwargs={},
+                options={},
             )
+            for payment_id in payment_ids
+        ]
+        try:
+            enqueue_all(self._broker, messages)
         except Exception as error:
             self._down_until = time.monotonic() + BACK_OFF_S
-            log.warning(
-                "could not enqueue payment %s (%s); the worker will settle it anyway",
-                payment_id,
-                error,
-                extra={"payment_id": payment_id},
-            )
-            return False
-        return True
+            self.failures += len(payment_ids)
+            for payment_id in payment_ids:
+                log.warning(
+                    "could not enqueue payment %s (%s); the worker will settle it anyway",
+                    payment_id,
+                    error,
+                    extra={"payment_id": payment_id},
+                )

@@ -5,18 +5,44 @@ from typing import Annotated
 import anyio.to_thread
 from fastapi import APIRouter, Query, Response
 
-from api.deps import CurrentUser, IdempotencyKey, RateLimited, ServicesDep
+from api.deps import CurrentUser, IdempotencyKey, RateLimited, Services, ServicesDep
 from api.routes._docs import check_amount, problems, rate_limited
 from api.routes.accounts import Cursor, Limit
 from api.schemas import ListPage, PaymentPublic, TransferCreate
 from shared import logs, payments
-from shared.records import PaymentStatus
+from shared.records import Payment, PaymentStatus, User
 
 router = APIRouter(tags=["payments"], responses=problems(401))
 
+TRANSFER_PATH = "/payments/transfer"
+
+
+async def accept_transfer(
+    services: Services, user: User, body: TransferCreate, key: str
+) -> tuple[Payment, bool]:
+    """Record the transfer ``pending`` and wake the worker, or find the one this key
+    made; the route's work, and the fast lane's (``api.fast_lane``)."""
+    payment, replayed = await services.write(
+        payments.submit_transfer, user.id, payments.Transfer(**body.model_dump()), key
+    )
+    logs.bind(payment_id=payment.id)
+    if replayed:
+        logs.bind(idempotent_replayed="true")
+    else:
+        services.metrics.payments_accepted.inc()
+        services.queue.send(payment.id)
+    return payment, replayed
+
+
+def transfer_headers(payment: Payment, replayed: bool) -> dict[str, str]:
+    headers = {"Location": f"/payments/{payment.id}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return headers
+
 
 @router.post(
-    "/payments/transfer",
+    TRANSFER_PATH,
     status_code=202,
     responses=problems(400, 404, 413, 415, 422) | rate_limited(202),
     dependencies=[RateLimited],
@@ -34,17 +60,8 @@ async def transfer(
     API key (`429`); a replay counts too.
     """
     check_amount(body.amount, services.settings.max_amount)
-    payment, replayed = await services.write(
-        payments.submit_transfer, user.id, payments.Transfer(**body.model_dump()), key
-    )
-    logs.bind(payment_id=payment.id)
-    response.headers["Location"] = f"/payments/{payment.id}"
-    if replayed:
-        logs.bind(idempotent_replayed="true")
-        response.headers["Idempotent-Replayed"] = "true"
-    else:
-        services.metrics.payments_accepted.inc()
-        services.queue.send(payment.id)
+    payment, replayed = await accept_transfer(services, user, body, key)
+    response.headers.update(transfer_headers(payment, replayed))
     return PaymentPublic.model_validate(payment)
 
 
