@@ -2,7 +2,8 @@
 
 - ``python -m bench.noop http --port N``: the HTTP ceiling, our server stack (FastAPI on
   uvicorn, served by ``api.server.serve``) answering ``202`` to a validated transfer body
-  and doing nothing else;
+  and doing nothing else, on the event loop (an ``async def`` endpoint: a plain ``def``
+  one would pay a thread-pool hop per request and halve the ceiling);
 - ``python -m bench.noop queue --redis-url U --count N``: the queue ceiling, a no-op
   Dramatiq actor consumed by a worker with the settings ``p2p worker`` uses. Prints
   ``{"queue_noop_rps": ...}``.
@@ -28,7 +29,7 @@ def noop_app() -> FastAPI:
     app = FastAPI()
 
     @app.post("/payments/transfer", status_code=202)
-    def accept(
+    async def accept(
         body: TransferCreate,
         idempotency_key: str = Header(alias="Idempotency-Key"),
     ) -> dict[str, str]:
