@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,9 +43,17 @@ class Services:
     limiter: RateLimiter | None
     """``None`` when ``P2P_RATE_LIMIT_PER_S`` or ``P2P_RATE_LIMIT_BURST`` is 0."""
 
-    async def write(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """``fn(conn, *args, **kwargs)``, group-committed; returns once it is durable."""
-        return await asyncio.wrap_future(self.writer.submit(fn, *args, **kwargs))
+    async def write(
+        self,
+        fn: Callable[..., T],
+        /,
+        *args: Any,
+        then: Callable[[T], None] | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """``fn(conn, *args, **kwargs)``, group-committed; returns once it is durable.
+        ``then(result)`` runs on the writer thread once it is (``GroupCommitter``)."""
+        return await self.writer.submit_async(fn, *args, then=then, **kwargs)
 
 
 async def _services(request: Request) -> Services:

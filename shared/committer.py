@@ -10,11 +10,14 @@ commit that holds it, so a caller never answers before its record is durable (G5
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
+from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -31,10 +34,14 @@ MAX_GROUP = 256
 @dataclass(frozen=True, slots=True)
 class _Write:
     work: Callable[[Connection], Any]
-    future: Future[Any]
+    future: Future[Any] | asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop | None = None
+    """The loop of an ``asyncio`` future, which is resolved on it."""
+    then: Callable[[Any], None] | None = None
+    """Called with the write's result on the writer thread, once it is committed."""
 
 
-_Outcome = tuple[Future[Any], Any, BaseException | None]
+_Outcome = tuple[_Write, Any, BaseException | None]
 
 
 class GroupCommitter:
@@ -53,6 +60,26 @@ class GroupCommitter:
         """Queue ``fn(conn, *args, **kwargs)``; the future holds its result once committed."""
         future: Future[T] = Future()
         self._writes.put(_Write(lambda conn: fn(conn, *args, **kwargs), future))
+        return future
+
+    def submit_async(
+        self,
+        fn: Callable[..., T],
+        /,
+        *args: Any,
+        then: Callable[[T], None] | None = None,
+        **kwargs: Any,
+    ) -> asyncio.Future[T]:
+        """``submit`` from an event loop: the future is of that loop. Every future of one
+        loop that a commit resolves is resolved in one call onto it, not one each.
+
+        ``then(result)`` runs on the writer thread right after the commit, before the
+        future resolves: a hand-off that should not wait for the loop (it must be quick,
+        and what it raises is logged, not the write's failure).
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._writes.put(_Write(lambda conn: fn(conn, *args, **kwargs), future, loop, then))
         return future
 
     def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -89,15 +116,25 @@ class GroupCommitter:
             outcomes = self._db.run(self._apply, group)
         except Exception as error:
             log.exception("group commit of %d write(s) failed", len(group))
-            for write in group:
-                write.future.set_exception(error)
-            return
-        self.groups += 1
-        for future, value, failure in outcomes:
-            if failure is None:
-                future.set_result(value)
+            outcomes = [(write, None, error) for write in group]
+        else:
+            self.groups += 1
+            for write, value, failure in outcomes:
+                if write.then is not None and failure is None:
+                    try:
+                        write.then(value)
+                    except Exception:
+                        log.exception("a hand-off after a commit failed")
+        on_loops: defaultdict[asyncio.AbstractEventLoop, list[_Outcome]] = defaultdict(list)
+        for outcome in outcomes:
+            loop = outcome[0].loop
+            if loop is None:
+                _resolve([outcome])
             else:
-                future.set_exception(failure)
+                on_loops[loop].append(outcome)
+        for loop, resolved in on_loops.items():
+            with suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(_resolve, resolved)
 
     @staticmethod
     def _apply(conn: Connection, group: list[_Write]) -> list[_Outcome]:
@@ -114,8 +151,18 @@ class GroupCommitter:
             except Exception as error:
                 conn.execute("ROLLBACK TO write")
                 conn.execute("RELEASE write")
-                outcomes.append((write.future, None, error))
+                outcomes.append((write, None, error))
             else:
                 conn.execute("RELEASE write")
-                outcomes.append((write.future, value, None))
+                outcomes.append((write, value, None))
         return outcomes
+
+
+def _resolve(outcomes: list[_Outcome]) -> None:
+    for write, value, failure in outcomes:
+        if write.future.done():  # an asyncio future whose caller was cancelled
+            continue
+        if failure is None:
+            write.future.set_result(value)
+        else:
+            write.future.set_exception(failure)

@@ -22,15 +22,26 @@ async def accept_transfer(
 ) -> tuple[Payment, bool]:
     """Record the transfer ``pending`` and wake the worker, or find the one this key
     made; the route's work, and the fast lane's (``api.fast_lane``)."""
+
+    def wake_the_worker(recorded: tuple[Payment, bool]) -> None:
+        # On the writer thread, for every new payment of a commit in turn: the sending
+        # thread wakes once per group, not once per request.
+        payment, replayed = recorded
+        if not replayed:
+            services.queue.send(payment.id)
+
     payment, replayed = await services.write(
-        payments.submit_transfer, user.id, payments.Transfer(**body.model_dump()), key
+        payments.submit_transfer,
+        user.id,
+        payments.Transfer(**body.model_dump()),
+        key,
+        then=wake_the_worker,
     )
     logs.bind(payment_id=payment.id)
     if replayed:
         logs.bind(idempotent_replayed="true")
     else:
         services.metrics.payments_accepted.inc()
-        services.queue.send(payment.id)
     return payment, replayed
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
+from typing import Any
 
 import pytest
 
@@ -111,3 +113,84 @@ def test_close_commits_what_is_queued(db: Database, alice: Customer, bob: Custom
 
     assert all(future.done() for future in futures)
     assert _count(db, "SELECT count(*) FROM payments") == 5
+
+
+@pytest.mark.sqlite_only  # PostgreSQL: one write per transaction (test_concurrent_writers)
+def test_writes_from_a_loop_are_resolved_on_it_in_one_call_per_commit(
+    db: Database, writer: GroupCommitter, alice: Customer, bob: Customer
+) -> None:
+    async def main() -> tuple[list[tuple[Payment, bool]], list[int], int]:
+        loop = asyncio.get_running_loop()
+        calls: list[int] = []
+        original = loop.call_soon_threadsafe
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            if getattr(args[0], "__name__", "") == "_resolve":  # the committer's
+                calls.append(len(args[1]))
+            return original(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign,assignment]
+        gate = threading.Event()
+        blocked = writer.submit(lambda conn: gate.wait(10))
+        transfers = [payments.Transfer(alice.main.id, bob.main.id, 1, "USD") for _ in range(10)]
+        futures = [
+            writer.submit_async(payments.submit_transfer, alice.user.id, t, f"loop-{n}")
+            for n, t in enumerate(transfers)
+        ]
+        gate.set()
+        results = await asyncio.gather(*futures)
+        assert blocked.result(10) is True
+        return results, calls, writer.groups
+
+    results, calls, groups = asyncio.run(main())
+
+    assert len({payment.id for payment, _ in results}) == 10
+    assert _count(db, "SELECT count(*) FROM payments") == 10
+    # The ten writes shared one commit (the blocker's, or the next), and one call onto
+    # the loop resolved all ten.
+    assert groups <= 2
+    assert calls == [10]
+
+
+def test_then_runs_after_the_commit_and_its_failure_is_not_the_writes(
+    db: Database, writer: GroupCommitter, alice: Customer, bob: Customer
+) -> None:
+    seen: list[int] = []
+
+    def count_committed(result: tuple[Payment, bool]) -> None:
+        # Runs once the payment is committed: another connection sees it.
+        seen.append(_count(db, f"SELECT count(*) FROM payments WHERE id = '{result[0].id}'"))
+
+    def broken(result: tuple[Payment, bool]) -> None:
+        raise RuntimeError("the hand-off failed")
+
+    async def main() -> tuple[tuple[Payment, bool], tuple[Payment, bool]]:
+        one = payments.Transfer(alice.main.id, bob.main.id, 1, "USD")
+        first = await writer.submit_async(
+            payments.submit_transfer, alice.user.id, one, "then-1", then=count_committed
+        )
+        second = await writer.submit_async(
+            payments.submit_transfer, alice.user.id, one, "then-2", then=broken
+        )
+        return first, second
+
+    first, second = asyncio.run(main())
+
+    assert seen == [1]
+    assert first[1] is False
+    assert second[1] is False
+    assert _count(db, "SELECT count(*) FROM payments") == 2
+
+
+def test_then_is_not_run_for_a_write_that_failed(writer: GroupCommitter) -> None:
+    called: list[object] = []
+
+    def fail(conn: Connection) -> None:
+        raise NotFound("nothing to write")
+
+    async def main() -> None:
+        with pytest.raises(NotFound):
+            await writer.submit_async(fail, then=called.append)
+
+    asyncio.run(main())
+    assert called == []
