@@ -88,7 +88,6 @@ def test_a_worker_process_killed_mid_stream_is_replaced_and_every_payment_settle
         customers = client.rich_customers()
     requests = random_transfers(customers, STREAM, seed=22, amounts=(1, 1_000))
     acks_of = _acks_keys_by_pid(workers.log_text())
-    orphaned: dict[str, int] = {}
     killed: list[int] = []
 
     def kill_one_while_it_holds_messages(answered: int) -> None:
@@ -98,9 +97,13 @@ def test_a_worker_process_killed_mid_stream_is_replaced_and_every_payment_settle
         unacked = broker.unacked()
         holding = [pid for pid, key in acks_of.items() if unacked.get(key)]
         if counts["pending"] and counts["completed"] and holding:
-            os.kill(holding[0], signal.SIGKILL)
-            killed.append(holding[0])
-            orphaned.update({acks_of[holding[0]]: broker.unacked()[acks_of[holding[0]]]})
+            pid = holding[0]
+            os.kill(pid, signal.SIGSTOP)  # from here on it acknowledges nothing
+            if not broker.unacked().get(acks_of[pid]):
+                os.kill(pid, signal.SIGCONT)  # it acknowledged its last one just now
+                return
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
 
     answers = submit_concurrently(api.url, requests, on_answer=kill_one_while_it_holds_messages)
 
@@ -113,6 +116,7 @@ def test_a_worker_process_killed_mid_stream_is_replaced_and_every_payment_settle
         what="the supervisor to replace the killed child",
     )
     assert killed[0] not in replaced
+    orphaned = {acks_of[killed[0]]: broker.unacked()[acks_of[killed[0]]]}
     assert "exited with signal SIGKILL unasked" in workers.log_text()
     poll(lambda: db.pending() == 0 or None, timeout=RECOVERY_TIMEOUT_S, what="no payment pending")
     # Redis still holds the dead child's messages: what settled them was the others' sweep.
