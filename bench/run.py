@@ -47,11 +47,13 @@ class Plan:
                 payments=args.payments or 4_000,
                 connections=args.connections,
                 sustained_s=args.seconds or 6,
+                accounts=args.accounts,
             )
         return cls(
             payments=args.payments or 20_000,
             connections=args.connections,
             sustained_s=args.seconds or 30,
+            accounts=args.accounts,
         )
 
 
@@ -60,6 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--payments", type=int, default=0, help="submits in the submit phase")
     parser.add_argument("--connections", type=int, default=32, help="concurrent HTTP clients")
     parser.add_argument("--seconds", type=float, default=0, help="length of the sustained phase")
+    parser.add_argument(
+        "--accounts",
+        type=_two_or_more,
+        default=100,
+        help="funded accounts the transfers go between (each to the next): fewer means "
+        "hotter accounts",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the run's directory")
     parser.add_argument(
@@ -78,6 +87,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N,N,…",
         help="instead of the phases: drain throughput with each number of worker processes",
     )
+
+
+def _two_or_more(text: str) -> int:
+    count = int(text)
+    if count < 2:
+        raise argparse.ArgumentTypeError("a transfer needs two accounts: at least 2")
+    return count
 
 
 def _positive(text: str) -> int:
