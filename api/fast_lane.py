@@ -37,13 +37,14 @@ class TransferFastLane:
         # BodyMiddleware, outside, has read and size-checked the body: one message.
         message = await receive()
         body = message.get("body", b"")
-        replayed = False
+        body_given = False
 
         async def again() -> Message:
-            nonlocal replayed
-            if replayed:
+            """The body once more for the route, then the client's own messages."""
+            nonlocal body_given
+            if body_given:
                 return await receive()
-            replayed = True
+            body_given = True
             return message
 
         services: Services = scope["app"].state.services
