@@ -208,7 +208,7 @@ async def _measure(stack: BenchStack, plan: Plan, workers: int) -> dict[str, Any
     progress = _Progress("drain", plan.payments)
     worker = stack.start_worker(workers)
     rss = _RssSampler({"api": api, "worker": worker})
-    figures["drain_rps"] = _drain_rate(stack.db, stack, progress, plan.payments, "submit")
+    figures["drain_rps"] = _drain_rate(stack, progress, plan.payments, "submit")
     figures["drain_ratio"] = figures["drain_rps"] / figures["queue_noop_rps"]
     progress.done(f"{figures['drain_rps']:,.0f} payments/s")
 
@@ -291,7 +291,7 @@ async def _sweep(stack: BenchStack, plan: Plan, sweep: list[int]) -> dict[str, A
         progress.done(f"{submitted.rate:,.0f} req/s")
         progress = _Progress(f"drain {workers}", plan.payments)
         worker = stack.start_worker(workers)
-        rate = _drain_rate(stack.db, stack, progress, plan.payments, phase)
+        rate = _drain_rate(stack, progress, plan.payments, phase)
         worker.stop()
         progress.done(f"{rate:,.0f} payments/s")
         rounds.append({"workers": workers, "drain_rps": rate})
@@ -302,16 +302,14 @@ async def _sweep(stack: BenchStack, plan: Plan, sweep: list[int]) -> dict[str, A
     }
 
 
-def _drain_rate(
-    db: BenchDatabase, stack: BenchStack, progress: _Progress, payments: int, phase: str
-) -> float:
+def _drain_rate(stack: BenchStack, progress: _Progress, payments: int, phase: str) -> float:
     """Payments per second from the first settlement of ``phase`` to the last message."""
-    _wait_settled(db, progress, payments)
+    _wait_settled(stack.db, progress, payments)
     # Drained means every message handled too, as the no-op ceiling counts it: a
     # payment settled by a group still has its message to acknowledge.
     _wait_queue_empty(stack)
     drained = datetime.now(UTC).isoformat()
-    ((first,),) = db.rows(
+    ((first,),) = stack.db.rows(
         f"SELECT min(completed_at) FROM payments WHERE idempotency_key LIKE '{phase}-%'"
     )
     return (payments - 1) / _seconds(str(first), drained)

@@ -45,6 +45,16 @@ def _bindable(port: int) -> bool:
         return True
 
 
+def child_pids(pid: int) -> list[int]:
+    """The live child processes of ``pid``, as Linux lists them; none once it is gone."""
+    try:
+        return [
+            int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        ]
+    except OSError:
+        return []
+
+
 def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -72,13 +82,8 @@ class Child:
         return sum(_status_kb(pid, "VmHWM") for pid in self._pids()) / 1024
 
     def _pids(self) -> list[int]:
-        """It and, under ``--processes N``, its children (as Linux lists them)."""
-        pid = self.popen.pid
-        try:
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except OSError:
-            children = []
-        return [pid, *(int(child) for child in children)]
+        """It and, under ``--processes N``, its children."""
+        return [self.popen.pid, *child_pids(self.popen.pid)]
 
     def stop(self) -> None:
         if self.popen.poll() is None:
@@ -162,11 +167,8 @@ class BenchStack:
         argv = [sys.executable, "-m", "cli", "worker"]
         if processes > 1:
             argv += ["--processes", str(processes)]
-        env = self.env | {"P2P_WORKER_METRICS_PORT": str(free_ports(processes))}
         name = "worker" if processes == 1 else f"worker-{processes}"
-        child = Child(name, argv, env, self.directory)
-        self.children.append(child)
-        return child
+        return self._start(name, argv, {"P2P_WORKER_METRICS_PORT": str(free_ports(processes))})
 
     def start_noop_http(self) -> tuple[Child, int]:
         port = free_port()
@@ -201,8 +203,9 @@ class BenchStack:
         for child in reversed(self.children):
             child.stop()
 
-    def _start(self, name: str, argv: list[str]) -> Child:
-        child = Child(name, argv, self.env, self.directory)
+    def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
+        """``argv`` as a child of this run, with the run's environment and ``env``."""
+        child = Child(name, argv, self.env | (env or {}), self.directory)
         self.children.append(child)
         return child
 

@@ -35,8 +35,7 @@ MAX_GROUP = 256
 class _Write:
     work: Callable[[Connection], Any]
     future: Future[Any] | asyncio.Future[Any]
-    loop: asyncio.AbstractEventLoop | None = None
-    """The loop of an ``asyncio`` future, which is resolved on it."""
+    """An ``asyncio`` future is resolved on its own loop."""
     then: Callable[[Any], None] | None = None
     """Called with the write's result on the writer thread, once it is committed."""
 
@@ -79,7 +78,7 @@ class GroupCommitter:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._writes.put(_Write(lambda conn: fn(conn, *args, **kwargs), future, loop, then))
+        self._writes.put(_Write(lambda conn: fn(conn, *args, **kwargs), future, then))
         return future
 
     def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -127,11 +126,11 @@ class GroupCommitter:
                         log.exception("a hand-off after a commit failed")
         on_loops: defaultdict[asyncio.AbstractEventLoop, list[_Outcome]] = defaultdict(list)
         for outcome in outcomes:
-            loop = outcome[0].loop
-            if loop is None:
-                _resolve([outcome])
+            future = outcome[0].future
+            if isinstance(future, asyncio.Future):
+                on_loops[future.get_loop()].append(outcome)
             else:
-                on_loops[loop].append(outcome)
+                _resolve([outcome])
         for loop, resolved in on_loops.items():
             with suppress(RuntimeError):  # the loop is closed: nobody waits any more
                 loop.call_soon_threadsafe(_resolve, resolved)

@@ -24,6 +24,7 @@ import pytest
 
 from shared.db import Database, SQLiteDatabase
 from shared.postgres import PostgresDatabase
+from shared.settings import Settings
 
 BACKENDS = ("sqlite", "postgresql")
 # Children before parents.
@@ -244,6 +245,17 @@ def blank_database_url(
         yield server.url_for(name)
     finally:
         server.drop(name)
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Database]:
+    """The database the test's ``settings`` name (the API and worker suites each define
+    ``settings``), migrated, closed after. The unit suite has its own, from
+    ``database_url`` alone."""
+    database = Database.from_settings(settings)
+    database.migrate()
+    yield database
+    database.close()
 
 
 def open_database(url: str) -> Database:

@@ -25,12 +25,13 @@ from tests.backends import (
     backend,
     blank_database_url,
     database_url,
+    db,
     parametrize_backends,
     postgres_server,
 )
 
 # Fixtures for the whole suite.
-__all__ = ["backend", "blank_database_url", "database_url", "postgres_server"]
+__all__ = ["backend", "blank_database_url", "database_url", "db", "postgres_server"]
 
 E2E_DIR = Path(__file__).parent / "e2e"
 REDIS_FIXTURES = frozenset({"redis_server", "fresh_redis"})

@@ -31,14 +31,6 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, database_url: str) 
 
 
 @pytest.fixture
-def db(settings: Settings) -> Iterator[Database]:
-    database = Database.from_settings(settings)
-    database.migrate()
-    yield database
-    database.close()
-
-
-@pytest.fixture
 def runtime(settings: Settings, db: Database) -> Iterator[WorkerRuntime]:
     worker = WorkerRuntime(settings, in_process_broker(), db)
     worker.start()

@@ -26,6 +26,7 @@ from typing import IO, Any, TypeVar
 import httpx
 import pytest
 
+from bench.stack import child_pids
 from tests.conftest import free_port as free_port  # re-exported for the e2e tests
 from tests.e2e.state import AuditedDatabase
 
@@ -108,12 +109,8 @@ class Process:
         )
 
     def children(self) -> set[int]:
-        """The pids of its live child processes (``--processes N``), as Linux lists them."""
-        listing = Path(f"/proc/{self.pid}/task/{self.pid}/children")
-        try:
-            return {int(pid) for pid in listing.read_text().split()}
-        except FileNotFoundError:  # it has exited
-            return set()
+        """The pids of its live child processes (``--processes N``)."""
+        return set(child_pids(self.pid))
 
     def close(self) -> None:
         self.kill()
