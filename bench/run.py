@@ -79,7 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "more than once to sweep each database in the same run",
     )
     parser.add_argument(
-        "--workers", type=_positive, default=1, help="worker processes (p2p worker --processes)"
+        "--workers",
+        type=positive_count,
+        default=1,
+        help="worker processes (p2p worker --processes)",
     )
     parser.add_argument(
         "--workers-sweep",
@@ -96,7 +99,8 @@ def _two_or_more(text: str) -> int:
     return count
 
 
-def _positive(text: str) -> int:
+def positive_count(text: str) -> int:
+    """An ``argparse`` type: a whole number of at least 1 (``p2p`` uses it too)."""
     count = int(text)
     if count < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
@@ -104,7 +108,7 @@ def _positive(text: str) -> int:
 
 
 def _counts(text: str) -> list[int]:
-    return [_positive(part) for part in text.split(",")]
+    return [positive_count(part) for part in text.split(",")]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from api.app import create_app
 from api.server import serve
 from bench.run import add_arguments as add_bench_arguments
+from bench.run import positive_count
 from bench.run import run as run_bench
 from cli.processes import run_api_processes, run_worker_processes
 from shared.audit import verify
@@ -70,13 +71,13 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--port", type=int, default=8000)
         if name == "api":
             sub.add_argument(
-                "--processes", type=_processes, default=1, metavar="N", help=_PROCESSES_HELP
+                "--processes", type=positive_count, default=1, metavar="N", help=_PROCESSES_HELP
             )
             # A socket already listening, inherited from ``p2p api --processes``.
             sub.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)
     worker = commands.add_parser("worker", help="settle payments from Redis, and sweep stuck ones")
     worker.add_argument(
-        "--processes", type=_processes, default=1, metavar="N", help=_PROCESSES_HELP
+        "--processes", type=positive_count, default=1, metavar="N", help=_PROCESSES_HELP
     )
     commands.add_parser("verify", help="audit the database: exit 0 when the ledger holds")
     commands.add_parser(
@@ -90,13 +91,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _PROCESSES_HELP = "run N processes under one supervisor that restarts any that dies (default 1)"
-
-
-def _processes(text: str) -> int:
-    count = int(text)
-    if count < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return count
 
 
 def _serve_api(settings: Settings, host: str, port: int, fd: int | None) -> None:
