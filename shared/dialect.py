@@ -10,10 +10,13 @@ transaction", and the schema's migrations for that engine.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from shared.schema import SQLITE_MIGRATIONS
+
+LOCKED_ACCOUNT_COLUMNS = "id, balance, status"
+"""What ``Dialect.lock_accounts`` reads of each account: what settling decides on."""
 
 Params = Sequence[Any] | Mapping[str, Any]
 """Bound values: a sequence for ``?`` placeholders, a mapping for ``:name`` ones."""
@@ -41,6 +44,9 @@ class Connection(Protocol):
 
     def execute(self, sql: str, parameters: Params = ..., /) -> Cursor: ...
 
+    def executemany(self, sql: str, parameters: Iterable[Params], /) -> object:
+        """The statement once for each set of values, in order, without reading rows."""
+
 
 class Dialect:
     """SQLite's ways; ``shared.postgres.PostgresDialect`` overrides what differs."""
@@ -64,9 +70,17 @@ class Dialect:
     """Whether a point read is a local file read that never waits (WAL readers do not
     wait for the writer): cheap enough for the API's event loop, no thread hop needed."""
 
-    def lock_accounts(self, conn: Connection, account_ids: Collection[str]) -> None:
-        """Lock these accounts' rows until the transaction ends, always in one order, so
-        that two settling transactions can never wait for each other."""
+    def lock_accounts(self, conn: Connection, account_ids: Collection[str]) -> list[Row]:
+        """These accounts' rows (``id``, ``balance``, ``status``), locked
+        until the transaction ends, always in one order, so that two settling
+        transactions can never wait for each other. (SQLite's ``BEGIN IMMEDIATE``
+        already holds every row.)"""
+        ids = list(account_ids)
+        return conn.execute(
+            f"SELECT {LOCKED_ACCOUNT_COLUMNS} FROM accounts"
+            f" WHERE id IN ({','.join('?' * len(ids))})",
+            ids,
+        ).fetchall()
 
 
 SQLITE = Dialect()

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from shared.accounts import MAX_BALANCE, find_account
+from shared.accounts import MAX_BALANCE
 from shared.clock import from_text, new_id, to_text, utcnow
 from shared.db import Database
 from shared.dialect import Connection, Row, dialect_of
@@ -54,8 +54,8 @@ def _settle_one(conn: Connection, payment_id: str) -> tuple[Payment | None, bool
     payment = Payment.from_row(row)
     if payment.status is not PaymentStatus.PENDING:
         return payment, False
-    _lock_accounts(conn, [payment])
-    return _settle(conn, payment, to_text(utcnow())), True
+    (settled,) = _settle_all(conn, [payment], utcnow())
+    return settled, True
 
 
 def settle_pending(
@@ -86,18 +86,7 @@ def _settle_oldest(
 ) -> list[Payment]:
     now = utcnow()
     rows = _oldest_pending(conn, limit=limit, older_than=older_than, skip=skip, now=now, claim=True)
-    payments = [Payment.from_row(row) for row in rows]
-    _lock_accounts(conn, payments)
-    stamp = to_text(now)
-    return [_settle(conn, payment, stamp) for payment in payments]
-
-
-def _lock_accounts(conn: Connection, payments: Collection[Payment]) -> None:
-    dialect_of(conn).lock_accounts(
-        conn,
-        {payment.from_account_id for payment in payments}
-        | {payment.to_account_id for payment in payments},
-    )
+    return _settle_all(conn, [Payment.from_row(row) for row in rows], now)
 
 
 def pending_ids(
@@ -164,36 +153,91 @@ def payment_status(db: Database, payment_id: str) -> PaymentStatus | None:
     return None if row is None else PaymentStatus(row["status"])
 
 
-def _settle(conn: Connection, payment: Payment, now: str) -> Payment:
-    failure = _judge(conn, payment)
-    conn.execute(
+def _settle_all(conn: Connection, payments: Sequence[Payment], now: datetime) -> list[Payment]:
+    """Settle these pending payments, judged one after the other in this order.
+
+    The accounts are read once, locked; each payment is judged against them as the
+    payments before it left them, so every outcome is the one it would have had alone.
+    Money moves entry by entry (the ledger's trigger checks each entry against the
+    account's balance as written); what does not move money is written in one batch.
+    """
+    accounts = _lock_accounts(conn, payments)
+    stamp = to_text(now)
+    completed_at = from_text(stamp)
+    released: dict[str, int] = {}
+    outcomes: list[tuple[str, str | None, str | None, str, str]] = []
+    settled: list[Payment] = []
+    for payment in payments:
+        sender = accounts.get(payment.from_account_id)
+        receiver = accounts.get(payment.to_account_id)
+        failure = _judge(payment, sender, receiver)
+        if failure is None:
+            sender, receiver = accounts[payment.from_account_id], accounts[payment.to_account_id]
+            _move_money(conn, payment, sender, receiver, stamp)
+            code, detail = None, None
+        else:
+            code, detail = failure
+            if sender is not None:
+                released[sender.id] = released.get(sender.id, 0) + payment.amount
+        status = PaymentStatus.COMPLETED if failure is None else PaymentStatus.FAILED
+        outcomes.append(
+            (status.value, None if code is None else code.value, detail, stamp, payment.id)
+        )
+        settled.append(
+            replace(
+                payment,
+                status=status,
+                failure_code=code,
+                failure_detail=detail,
+                completed_at=completed_at,
+            )
+        )
+    conn.executemany(
         "UPDATE accounts SET pending_out = pending_out - ? WHERE id = ?",
-        (payment.amount, payment.from_account_id),
+        [(amount, account_id) for account_id, amount in released.items()],
     )
-    if failure is None:
-        _move_money(conn, payment, now)
-        row = conn.execute(
-            "UPDATE payments SET status = 'completed', completed_at = ? WHERE id = ? RETURNING *",
-            (now, payment.id),
-        ).fetchone()
-    else:
-        code, detail = failure
-        row = conn.execute(
-            "UPDATE payments SET status = 'failed', failure_code = ?, failure_detail = ?,"
-            " completed_at = ? WHERE id = ? RETURNING *",
-            (code.value, detail, now, payment.id),
-        ).fetchone()
-    return Payment.from_row(row)
+    conn.executemany(
+        "UPDATE payments SET status = ?, failure_code = ?, failure_detail = ?,"
+        " completed_at = ? WHERE id = ?",
+        outcomes,
+    )
+    return settled
 
 
-def _judge(conn: Connection, payment: Payment) -> tuple[FailureCode, str] | None:
-    sender = find_account(conn, payment.from_account_id)
-    receiver = find_account(conn, payment.to_account_id)
+@dataclass(slots=True)
+class _Account:
+    """An account as a group's settling leaves it, payment after payment."""
+
+    id: str
+    balance: int
+    frozen: bool
+
+
+def _lock_accounts(conn: Connection, payments: Collection[Payment]) -> dict[str, _Account]:
+    """Every account these payments touch, read and locked for the transaction."""
+    rows = dialect_of(conn).lock_accounts(
+        conn,
+        {payment.from_account_id for payment in payments}
+        | {payment.to_account_id for payment in payments},
+    )
+    return {
+        row["id"]: _Account(
+            row["id"],
+            row["balance"],
+            AccountStatus(row["status"]) is AccountStatus.FROZEN,
+        )
+        for row in rows
+    }
+
+
+def _judge(
+    payment: Payment, sender: _Account | None, receiver: _Account | None
+) -> tuple[FailureCode, str] | None:
     if sender is None or receiver is None:
         missing = payment.from_account_id if sender is None else payment.to_account_id
         return FailureCode.ACCOUNT_NOT_FOUND, f"account {missing} does not exist"
     for account in (sender, receiver):
-        if account.status is AccountStatus.FROZEN:
+        if account.frozen:
             return FailureCode.ACCOUNT_FROZEN, f"account {account.id} is frozen"
     if sender.balance < payment.amount:
         return (
@@ -205,19 +249,31 @@ def _judge(conn: Connection, payment: Payment) -> tuple[FailureCode, str] | None
     return None
 
 
-def _move_money(conn: Connection, payment: Payment, now: str) -> None:
-    for account_id, direction, delta in (
-        (payment.from_account_id, "debit", -payment.amount),
-        (payment.to_account_id, "credit", payment.amount),
+def _move_money(
+    conn: Connection, payment: Payment, sender: _Account, receiver: _Account, now: str
+) -> None:
+    """The debit releases the payment from the sender's ``pending_out`` too."""
+    for account, direction, delta, released in (
+        (sender, "debit", -payment.amount, payment.amount),
+        (receiver, "credit", payment.amount, 0),
     ):
-        (balance_after,) = conn.execute(
-            "UPDATE accounts SET balance = balance + ?, updated_at = ? WHERE id = ?"
-            " RETURNING balance",
-            (delta, now, account_id),
-        ).fetchone()
+        account.balance += delta
+        conn.execute(
+            "UPDATE accounts SET balance = balance + ?, pending_out = pending_out - ?,"
+            " updated_at = ? WHERE id = ?",
+            (delta, released, now, account.id),
+        )
         conn.execute(
             "INSERT INTO ledger_entries"
             " (id, account_id, direction, amount, balance_after, payment_id, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (new_id("led"), account_id, direction, payment.amount, balance_after, payment.id, now),
+            (
+                new_id("led"),
+                account.id,
+                direction,
+                payment.amount,
+                account.balance,
+                payment.id,
+                now,
+            ),
         )

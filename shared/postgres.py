@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, ClassVar, cast, overload
 
@@ -23,7 +23,7 @@ from psycopg.types.string import StrBinaryDumper, StrDumperUnknown
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from shared.db import Database
-from shared.dialect import Connection, Dialect, Params
+from shared.dialect import LOCKED_ACCOUNT_COLUMNS, Connection, Dialect, Params, Row
 from shared.schema_postgres import POSTGRES_MIGRATIONS
 
 POOL_WAIT_S = 10.0
@@ -52,12 +52,12 @@ class PostgresDialect(Dialect):
     """A read is a round trip to the server and may wait for a pooled connection: the
     API's event loop hands it to a thread."""
 
-    def lock_accounts(self, conn: Connection, account_ids: Collection[str]) -> None:
-        if account_ids:
-            conn.execute(
-                "SELECT id FROM accounts WHERE id = ANY(?) ORDER BY id FOR NO KEY UPDATE",
-                (sorted(account_ids),),
-            )
+    def lock_accounts(self, conn: Connection, account_ids: Collection[str]) -> list[Row]:
+        return conn.execute(
+            f"SELECT {LOCKED_ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY(?)"
+            " ORDER BY id FOR NO KEY UPDATE",
+            (sorted(account_ids),),
+        ).fetchall()
 
 
 POSTGRES = PostgresDialect()
@@ -147,6 +147,10 @@ class PostgresConnection:
     def execute(self, sql: str, parameters: Params = (), /) -> psycopg.Cursor[PgRow]:
         return self.raw.execute(translate(sql), parameters)
 
+    def executemany(self, sql: str, parameters: Iterable[Params], /) -> None:
+        # psycopg sends the whole batch in one pipeline: one round trip, not one each.
+        self.raw.cursor().executemany(translate(sql), parameters)
+
 
 class _Rows:
     """A statement's rows, fetched in full before its connection went back to the pool."""
@@ -176,6 +180,10 @@ class _Autocommit:
         with self._pool.connection() as raw:
             cursor = raw.execute(translate(sql), parameters)
             return _Rows(cursor.fetchall() if cursor.description is not None else [])
+
+    def executemany(self, sql: str, parameters: Iterable[Params], /) -> None:
+        with self._pool.connection() as raw:
+            raw.cursor().executemany(translate(sql), parameters)
 
 
 class PostgresDatabase(Database):
