@@ -61,6 +61,7 @@ class WorkerRuntime:
 
     def start(self) -> None:
         self.broker.emit_after("process_boot")
+        self.settler.start()
         self._worker.start()
         self.sweeper.start()
         self.reconciler.start()
@@ -76,6 +77,7 @@ class WorkerRuntime:
         self.reconciler.stop()
         self.sweeper.stop()
         self._worker.stop()
+        self.settler.stop()
         self.broker.close()
 
 

@@ -7,6 +7,12 @@ payments settled along the way are remembered: their own messages, arriving next
 acknowledged without touching the database. Every outcome is the one the payment would
 have had alone, since a group judges its payments one after the other in acceptance
 order.
+
+A message that finds a backlog (its group came out full) also starts the settler's own
+thread settling ahead: the next group is settled while the messages of the last one are
+acknowledged, and the one after it once the messages reach that group's first payment.
+So the messages of a backlog mostly find their payments settled, about two groups ahead
+of them at most, and the worker's one message thread never waits for a commit.
 """
 
 from __future__ import annotations
@@ -53,33 +59,86 @@ class Settler:
         # Payments that raised when settled alone: groups leave them out, so one bad row
         # cannot hold every other payment back. Their own messages keep retrying them.
         self._failing: set[str] = set()
+        # Settling ahead: woken when a message finds a backlog, or reaches the mark (the
+        # first payment of the group last settled ahead).
+        self._wake_ahead = threading.Event()
+        self._ahead_mark: str | None = None
+        self._stopping = False
+        self._ahead = threading.Thread(
+            target=self._settle_ahead, name="p2p-settle-ahead", daemon=True
+        )
+
+    def start(self) -> None:
+        """Start settling ahead of the messages (without it, each waits for its group)."""
+        self._ahead.start()
+
+    def stop(self) -> None:
+        """Finish the group in hand, then stop settling ahead."""
+        self._stopping = True
+        self._wake_ahead.set()
+        if self._ahead.is_alive():
+            self._ahead.join()
 
     def settle(self, payment_id: str) -> None:
         """Return once the payment is no longer pending. Raises on infrastructure errors,
         and when this payment cannot be settled (its message is then retried)."""
-        if payment_id in self._settled:
-            return
-        with self._lock:
-            if payment_id in self._failing:
-                self._settle_alone(payment_id)
-                return
-            while payment_id not in self._settled:
-                status = payment_status(self._db, payment_id)
-                if status is not PaymentStatus.PENDING:
-                    return
-                if not self._settle_group(limit=self._group, older_than=None):
-                    break
-            if payment_id in self._failing:
-                self._settle_alone(payment_id)
+        if payment_id not in self._settled:
+            with self._lock:
+                backlog = self._settle_through(payment_id)
+            if backlog:
+                self._wake_ahead.set()
+        if payment_id == self._ahead_mark:
+            self._ahead_mark = None
+            self._wake_ahead.set()
 
     def sweep(self, *, older_than: timedelta, limit: int) -> int:
         """Settle up to ``limit`` payments pending for longer than ``older_than``."""
         with self._lock:
-            return self._settle_group(limit=limit, older_than=older_than, by="sweep")
+            return len(self._settle_group(limit=limit, older_than=older_than, by="sweep"))
+
+    def _settle_through(self, payment_id: str) -> bool:
+        """Settle the oldest payments in groups until this one is settled; whether the
+        last group was full (a backlog is left)."""
+        if payment_id in self._failing:
+            self._settle_alone(payment_id)
+            return False
+        backlog = False
+        while payment_id not in self._settled:
+            status = payment_status(self._db, payment_id)
+            if status is not PaymentStatus.PENDING:
+                return False
+            settled = self._settle_group(limit=self._group, older_than=None)
+            if not settled:
+                break
+            backlog = len(settled) == self._group
+        if payment_id in self._failing:
+            self._settle_alone(payment_id)
+        return backlog
+
+    def _settle_ahead(self) -> None:
+        """The settler's thread: one group each time it is woken; a full one leaves its
+        first payment as the mark at which the messages wake it again."""
+        while True:
+            self._wake_ahead.wait()
+            self._wake_ahead.clear()
+            if self._stopping:
+                return
+            try:
+                with self._lock:
+                    self._settle_group(limit=self._group, older_than=None, ahead=True)
+            except Exception:
+                # The messages still settle their own payments; this waits to be woken.
+                log.exception("settling ahead failed")
 
     def _settle_group(
-        self, *, limit: int, older_than: timedelta | None, by: SettledBy = "message"
-    ) -> int:
+        self,
+        *,
+        limit: int,
+        older_than: timedelta | None,
+        by: SettledBy = "message",
+        ahead: bool = False,
+    ) -> list[str]:
+        """The ids settled, oldest first. ``ahead``: a full group sets the mark."""
         try:
             settled = settle_pending(
                 self._db,
@@ -93,17 +152,23 @@ class Settler:
         except Exception:
             log.exception("a group failed to settle; settling its payments one by one")
             return self._isolate(limit=limit, older_than=older_than, by=by)
-        return self._remember(settled)
+        ids = [payment.id for payment in settled]
+        if ahead and len(ids) == limit:
+            # Set before the ids are remembered: a message that finds its payment
+            # settled may be checking the mark already.
+            self._ahead_mark = ids[0]
+        self._remember(ids)
+        return ids
 
-    def _isolate(self, *, limit: int, older_than: timedelta | None, by: SettledBy) -> int:
+    def _isolate(self, *, limit: int, older_than: timedelta | None, by: SettledBy) -> list[str]:
         """Settle the group's payments alone, setting aside the ones that raise."""
-        settled = 0
+        settled = []
         for payment_id in pending_ids(
             self._db, limit=limit, older_than=older_than, skip=self._failing
         ):
             try:
                 self._settle_alone(payment_id, by)
-                settled += 1
+                settled.append(payment_id)
             except self._db.dialect.infrastructure_error:
                 raise
             except Exception:
@@ -119,7 +184,7 @@ class Settler:
         payment = settle_payment(self._db, payment_id, observe=self._observer(by))
         self._failing.discard(payment_id)
         if payment is not None:
-            self._remember([payment])
+            self._remember([payment.id])
 
     def _observer(self, by: SettledBy) -> SettledObserver:
         """What the engine tells, after each commit, of the payments that call settled:
@@ -132,14 +197,11 @@ class Settler:
 
         return settled
 
-    def _remember(self, payments: Iterable[Payment]) -> int:
-        count = 0
-        for payment in payments:
-            self._settled[payment.id] = None
-            count += 1
+    def _remember(self, payment_ids: Iterable[str]) -> None:
+        for payment_id in payment_ids:
+            self._settled[payment_id] = None
         while len(self._settled) > REMEMBERED:
             self._settled.popitem(last=False)
-        return count
 
 
 def _log_settled(payments: Sequence[Payment], by: SettledBy) -> None:
