@@ -96,22 +96,18 @@ def deposit(
         raise BalanceLimitExceeded(f"account {account_id} cannot hold more money")
     now = to_text(utcnow())
     deposit_id = new_id("dep")
-    balance_after = account.balance + amount
-    conn.execute(
-        "UPDATE accounts SET balance = ?, updated_at = ? WHERE id = ?",
-        (balance_after, now, account_id),
-    )
     conn.execute(
         "INSERT INTO deposits"
         " (id, account_id, amount, description, idempotency_key, request_hash, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (deposit_id, account_id, amount, description, idempotency_key, request_hash, now),
     )
+    # The entry moves the account's balance (schema migration 3).
     conn.execute(
         "INSERT INTO ledger_entries"
         " (id, account_id, direction, amount, balance_after, deposit_id, created_at)"
         " VALUES (?, ?, 'credit', ?, ?, ?, ?)",
-        (new_id("led"), account_id, amount, balance_after, deposit_id, now),
+        (new_id("led"), account_id, amount, account.balance + amount, deposit_id, now),
     )
     row = conn.execute(f"{_DEPOSIT_SELECT} WHERE deposits.id = ?", (deposit_id,)).fetchone()
     return Deposit.from_row(row), False

@@ -11,9 +11,10 @@ settle at once without deadlocks, lost updates or a payment applied twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from shared.accounts import MAX_BALANCE
 from shared.clock import from_text, new_id, to_text, utcnow
@@ -22,6 +23,8 @@ from shared.dialect import Connection, Row, dialect_of
 from shared.records import AccountStatus, FailureCode, Payment, PaymentStatus
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SettledObserver = Callable[[Sequence[Payment]], None]
 """Told, after the commit, of the payments one call settled (metrics hook in here)."""
@@ -158,50 +161,110 @@ def _settle_all(conn: Connection, payments: Sequence[Payment], now: datetime) ->
 
     The accounts are read once, locked; each payment is judged against them as the
     payments before it left them, so every outcome is the one it would have had alone.
-    Money moves entry by entry (the ledger's trigger checks each entry against the
-    account's balance as written); what does not move money is written in one batch.
+    Then a few statements write the whole group: its ledger entries in order (each moves
+    its account's balance, and the database checks it continues the one before), the
+    senders' ``pending_out`` released, and the payments' outcomes.
     """
     accounts = _lock_accounts(conn, payments)
     stamp = to_text(now)
     completed_at = from_text(stamp)
+    entries: list[Entry] = []
     released: dict[str, int] = {}
-    outcomes: list[tuple[str, str | None, str | None, str, str]] = []
+    completed: list[str] = []
+    failed: list[tuple[str, str, str, str]] = []
     settled: list[Payment] = []
     for payment in payments:
         sender = accounts.get(payment.from_account_id)
         receiver = accounts.get(payment.to_account_id)
         failure = _judge(payment, sender, receiver)
+        if sender is not None:
+            released[sender.id] = released.get(sender.id, 0) + payment.amount
         if failure is None:
             sender, receiver = accounts[payment.from_account_id], accounts[payment.to_account_id]
-            _move_money(conn, payment, sender, receiver, stamp)
-            code, detail = None, None
+            sender.balance -= payment.amount
+            entries.append(_entry(sender, "debit", payment, stamp))
+            receiver.balance += payment.amount
+            entries.append(_entry(receiver, "credit", payment, stamp))
+            completed.append(payment.id)
+            settled.append(
+                replace(payment, status=PaymentStatus.COMPLETED, completed_at=completed_at)
+            )
         else:
             code, detail = failure
-            if sender is not None:
-                released[sender.id] = released.get(sender.id, 0) + payment.amount
-        status = PaymentStatus.COMPLETED if failure is None else PaymentStatus.FAILED
-        outcomes.append(
-            (status.value, None if code is None else code.value, detail, stamp, payment.id)
-        )
-        settled.append(
-            replace(
-                payment,
-                status=status,
-                failure_code=code,
-                failure_detail=detail,
-                completed_at=completed_at,
+            failed.append((code.value, detail, stamp, payment.id))
+            settled.append(
+                replace(
+                    payment,
+                    status=PaymentStatus.FAILED,
+                    failure_code=code,
+                    failure_detail=detail,
+                    completed_at=completed_at,
+                )
             )
-        )
+    _insert_entries(conn, entries)
+    _release_pending(conn, released)
+    _mark_completed(conn, completed, stamp)
     conn.executemany(
-        "UPDATE accounts SET pending_out = pending_out - ? WHERE id = ?",
-        [(amount, account_id) for account_id, amount in released.items()],
-    )
-    conn.executemany(
-        "UPDATE payments SET status = ?, failure_code = ?, failure_detail = ?,"
+        "UPDATE payments SET status = 'failed', failure_code = ?, failure_detail = ?,"
         " completed_at = ? WHERE id = ?",
-        outcomes,
+        failed,
     )
     return settled
+
+
+ROWS_PER_STATEMENT = 500
+"""Rows one multi-row statement writes at most: well within either engine's limit on
+bound values (7 a ledger entry)."""
+
+Entry = tuple[str, str, str, int, int, str, str]
+
+
+def _insert_entries(conn: Connection, entries: Sequence[Entry]) -> None:
+    """In order, in one statement per chunk: each entry moves its account's balance."""
+    for chunk in _chunks(entries):
+        conn.execute(
+            "INSERT INTO ledger_entries"
+            " (id, account_id, direction, amount, balance_after, payment_id, created_at)"
+            f" VALUES {_rows(len(chunk), 7)}",
+            [value for entry in chunk for value in entry],
+        )
+
+
+def _release_pending(conn: Connection, released: dict[str, int]) -> None:
+    """Take each account's settled amount off its ``pending_out``."""
+    for chunk in _chunks(list(released.items())):
+        conn.execute(
+            f"WITH released (account_id, amount) AS (VALUES {_rows(len(chunk), 2)})"
+            " UPDATE accounts SET pending_out = pending_out"
+            " - (SELECT amount FROM released WHERE account_id = accounts.id)"
+            " WHERE id IN (SELECT account_id FROM released)",
+            [value for pair in chunk for value in pair],
+        )
+
+
+def _mark_completed(conn: Connection, payment_ids: Sequence[str], now: str) -> None:
+    for chunk in _chunks(payment_ids):
+        conn.execute(
+            "UPDATE payments SET status = 'completed', completed_at = ?"
+            f" WHERE id IN ({', '.join('?' * len(chunk))})",
+            [now, *chunk],
+        )
+
+
+def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), ROWS_PER_STATEMENT):
+        yield items[start : start + ROWS_PER_STATEMENT]
+
+
+def _rows(count: int, width: int) -> str:
+    """``(?, ?), (?, ?)``: placeholders for ``count`` rows of ``width`` values."""
+    row = f"({', '.join('?' * width)})"
+    return ", ".join([row] * count)
+
+
+def _entry(account: _Account, direction: str, payment: Payment, now: str) -> Entry:
+    """A ledger entry of the payment, on the account as the payment leaves it."""
+    return (new_id("led"), account.id, direction, payment.amount, account.balance, payment.id, now)
 
 
 @dataclass(slots=True)
@@ -247,33 +310,3 @@ def _judge(
     if receiver.balance > MAX_BALANCE - payment.amount:
         return FailureCode.BALANCE_LIMIT_EXCEEDED, f"account {receiver.id} cannot hold more"
     return None
-
-
-def _move_money(
-    conn: Connection, payment: Payment, sender: _Account, receiver: _Account, now: str
-) -> None:
-    """The debit releases the payment from the sender's ``pending_out`` too."""
-    for account, direction, delta, released in (
-        (sender, "debit", -payment.amount, payment.amount),
-        (receiver, "credit", payment.amount, 0),
-    ):
-        account.balance += delta
-        conn.execute(
-            "UPDATE accounts SET balance = balance + ?, pending_out = pending_out - ?,"
-            " updated_at = ? WHERE id = ?",
-            (delta, released, now, account.id),
-        )
-        conn.execute(
-            "INSERT INTO ledger_entries"
-            " (id, account_id, direction, amount, balance_after, payment_id, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                new_id("led"),
-                account.id,
-                direction,
-                payment.amount,
-                account.balance,
-                payment.id,
-                now,
-            ),
-        )

@@ -135,4 +135,21 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     DROP INDEX api_keys_user;
     CREATE INDEX api_keys_user_seq ON api_keys (user_id, seq);
     """,
+    # 3: G3 by construction: an entry that continues its account's running balance
+    # writes that balance onto the account. Money then moves in one statement for a
+    # whole group of entries, not two statements per entry.
+    """
+    DROP TRIGGER ledger_entries_running_balance;
+    CREATE TRIGGER ledger_entries_running_balance BEFORE INSERT ON ledger_entries
+    WHEN NEW.balance_after <> coalesce(
+            (SELECT balance_after FROM ledger_entries
+             WHERE account_id = NEW.account_id ORDER BY seq DESC LIMIT 1), 0)
+         + CASE NEW.direction WHEN 'credit' THEN NEW.amount ELSE -NEW.amount END
+    BEGIN SELECT RAISE(ABORT, 'ledger entry does not continue the running balance'); END;
+    CREATE TRIGGER ledger_entries_move_balance AFTER INSERT ON ledger_entries
+    BEGIN
+        UPDATE accounts SET balance = NEW.balance_after, updated_at = NEW.created_at
+        WHERE id = NEW.account_id;
+    END;
+    """,
 )

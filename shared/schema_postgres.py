@@ -159,4 +159,32 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     DROP INDEX api_keys_user;
     CREATE INDEX api_keys_user_seq ON api_keys (user_id, seq);
     """,
+    # 3: see shared.schema. Row-level AFTER triggers run at the end of the statement, in
+    # row order, so the newest entry of an account is the last to write its balance.
+    """
+    CREATE OR REPLACE FUNCTION ledger_entries_running_balance() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        previous NUMERIC;
+        expected NUMERIC;
+    BEGIN
+        SELECT balance_after INTO previous FROM ledger_entries
+            WHERE account_id = NEW.account_id ORDER BY seq DESC LIMIT 1;
+        expected := coalesce(previous, 0)
+            + CASE NEW.direction WHEN 'credit' THEN NEW.amount ELSE -NEW.amount END;
+        IF NEW.balance_after <> expected THEN
+            RAISE EXCEPTION 'ledger entry does not continue the running balance'
+                USING ERRCODE = 'integrity_constraint_violation';
+        END IF;
+        RETURN NEW;
+    END $$;
+    CREATE FUNCTION ledger_entries_move_balance() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE accounts SET balance = NEW.balance_after, updated_at = NEW.created_at
+            WHERE id = NEW.account_id;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER ledger_entries_move_balance AFTER INSERT ON ledger_entries
+        FOR EACH ROW EXECUTE FUNCTION ledger_entries_move_balance();
+    """,
 )

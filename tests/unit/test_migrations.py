@@ -12,12 +12,21 @@ from shared import accounts
 from shared.audit import verify
 from shared.db import Database
 from shared.dialect import SQLITE
-from shared.engine import settle_payment, settle_pending
+from shared.engine import settle_pending
 from shared.postgres import POSTGRES
-from shared.records import PaymentStatus
+from shared.records import Account, PaymentStatus
 from shared.users import authenticate, list_api_keys
 from tests.backends import open_database
-from tests.unit.helpers import balance_of, count_rows, fund, new_customer, pay, snapshot
+from tests.unit.helpers import (
+    balance_of,
+    count_rows,
+    fund,
+    insert_deposit_row,
+    insert_entry_row,
+    new_customer,
+    pay,
+    snapshot,
+)
 
 
 @pytest.fixture
@@ -56,7 +65,19 @@ def test_migrate_brings_a_blank_database_to_the_latest_version(blank: Database) 
 
 def test_both_backends_have_the_same_schema_versions() -> None:
 
-    assert len(SQLITE.migrations) == len(POSTGRES.migrations) == 2
+    assert len(SQLITE.migrations) == len(POSTGRES.migrations) == 3
+
+
+def _deposit_as_version_1(db: Database, account: Account, amount: int) -> None:
+    """Money in as version 1's code wrote it: the balance first, then the entry that
+    continues the ledger and matches it (today's code needs migration 3)."""
+    with db.write() as conn:
+        conn.execute("UPDATE accounts SET balance = balance + ? WHERE id = ?", (amount, account.id))
+        deposit_id = insert_deposit_row(conn, account.id, amount)
+        balance = conn.execute(
+            "SELECT balance FROM accounts WHERE id = ?", (account.id,)
+        ).fetchone()[0]
+        insert_entry_row(conn, account.id, "credit", amount, balance, deposit_id=deposit_id)
 
 
 def test_p2p_migrate_upgrades_a_first_version_database_in_place(
@@ -67,27 +88,27 @@ def test_p2p_migrate_upgrades_a_first_version_database_in_place(
 ) -> None:
     assert blank.migrate(target=1) == 1
     assert "api_keys_user" in _indexes(blank)
-    alice = new_customer(blank, "Alice")
-    bob = new_customer(blank, "Bob")
-    settled = pay(blank, alice.main, bob.main, 300)
-    settle_payment(blank, settled.id)
+    alice = new_customer(blank, "Alice", main=0, savings=0)
+    bob = new_customer(blank, "Bob", main=0, savings=0)
+    for account, amount in ((alice.main, 1000), (bob.main, 400), (bob.main, 100)):
+        _deposit_as_version_1(blank, account, amount)
     pending = pay(blank, bob.main, alice.savings, 200)
-    fund(blank, bob.savings, 50)
     before = snapshot(blank)
 
     out = _p2p_migrate(monkeypatch, capsys, blank_database_url)
 
-    assert "schema version 1 -> 2" in out
-    assert blank.schema_version() == 2
+    assert "schema version 1 -> 3" in out
+    assert blank.schema_version() == 3
     assert snapshot(blank) == before
     assert "api_keys_user" not in _indexes(blank)
     assert "api_keys_user_seq" in _indexes(blank)
-    # The upgraded database works as a new one does.
+    # The upgraded database works as a new one does, its ledgers continued.
     assert authenticate(blank, alice.api_key) == alice.user
     assert len(list_api_keys(blank, bob.user.id, limit=10, cursor=None).data) == 1
     [done] = settle_pending(blank, limit=10)
     assert (done.id, done.status) == (pending.id, PaymentStatus.COMPLETED)
-    assert balance_of(blank, alice.savings.id) == 700
+    fund(blank, bob.main, 50)
+    assert (balance_of(blank, bob.main.id), balance_of(blank, alice.savings.id)) == (350, 200)
     assert verify(blank) == []
     blank.run(accounts.open_account, alice.user.id, "EUR")
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from shared.accounts import get_account
+from shared.audit import verify
+from shared.clock import new_id, to_text, utcnow
 from shared.db import Database
 from shared.engine import settle_payment
 from tests.unit.helpers import (
@@ -109,9 +112,8 @@ def test_an_entry_that_does_not_continue_the_running_balance_is_refused(
     before = snapshot(db)
 
     def credit_10_claiming_1011() -> None:
-        # The account says 1011, but the previous entry's 1000 plus 10 is 1010.
+        # The previous entry's 1000 plus 10 is 1010.
         with db.write() as conn:
-            conn.execute("UPDATE accounts SET balance = 1011 WHERE id = ?", (alice.main.id,))
             deposit_id = insert_deposit_row(conn, alice.main.id, 10)
             insert_entry_row(conn, alice.main.id, "credit", 10, 1011, deposit_id=deposit_id)
 
@@ -121,21 +123,38 @@ def test_an_entry_that_does_not_continue_the_running_balance_is_refused(
     assert snapshot(db) == before
 
 
-def test_an_entry_without_the_matching_balance_change_is_refused(
+def test_an_entry_moves_its_accounts_balance(db: Database, alice: Customer) -> None:
+    # G3 by construction: the balance is always the newest entry's balance_after.
+    with db.write() as conn:
+        deposit_id = insert_deposit_row(conn, alice.main.id, 10)
+        insert_entry_row(conn, alice.main.id, "credit", 10, 1010, deposit_id=deposit_id)
+
+    *_, newest = ledger_rows(db, alice.main.id)
+    account = get_account(db, alice.user.id, alice.main.id)
+    assert (account.balance, newest["balance_after"]) == (1010, 1010)
+    assert to_text(account.updated_at) == newest["created_at"]
+    assert verify(db) == []
+
+
+def test_entries_written_in_one_statement_leave_the_newest_balance(
     db: Database, alice: Customer
 ) -> None:
-    before = snapshot(db)
+    # How settling writes a group: on PostgreSQL row triggers that run after an insert
+    # run at the end of the statement, in row order.
+    deposits = [insert_deposit_row(db.connection(), alice.main.id, 10) for _ in range(3)]
+    rows = [
+        (new_id("led"), alice.main.id, "credit", 10, 1000 + 10 * n, deposit_id, to_text(utcnow()))
+        for n, deposit_id in enumerate(deposits, start=1)
+    ]
+    db.connection().execute(
+        "INSERT INTO ledger_entries"
+        " (id, account_id, direction, amount, balance_after, deposit_id, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?)",
+        [value for row in rows for value in row],
+    )
 
-    def credit_10_leaving_the_balance() -> None:
-        # The entry continues the ledger (1000 + 10), but the account's balance stays 1000.
-        with db.write() as conn:
-            deposit_id = insert_deposit_row(conn, alice.main.id, 10)
-            insert_entry_row(conn, alice.main.id, "credit", 10, 1010, deposit_id=deposit_id)
-
-    with refused(db, "running balance"):
-        credit_10_leaving_the_balance()
-
-    assert snapshot(db) == before
+    assert balance_of(db, alice.main.id) == 1030
+    assert verify(db) == []
 
 
 def test_a_second_debit_for_one_payment_is_refused(

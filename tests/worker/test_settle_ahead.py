@@ -85,6 +85,21 @@ def test_a_full_group_has_the_next_one_settled_ahead_and_no_further(
     assert statuses == {PaymentStatus.COMPLETED}
 
 
+def test_a_message_whose_payment_another_settler_got_to_first_has_the_next_group_settled(
+    db: Database, settings: Settings, settler: Settler, commits: Commits
+) -> None:
+    # The messages have caught up with the sweep, or with another worker process.
+    user_id, sender, receiver = _funded_pair(db, 100)
+    ids = _submit(db, user_id, sender, receiver, 3 * GROUP)
+    other = Settler(db, settings)
+    other.settle(ids[0])
+
+    settler.settle(ids[1])
+
+    assert commits.next() == ids[GROUP : 2 * GROUP]  # ahead, without a message
+    assert _pending(db) == GROUP
+
+
 def test_a_group_that_is_not_full_leaves_nothing_to_settle_ahead(
     db: Database, settler: Settler, commits: Commits
 ) -> None:
