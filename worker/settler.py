@@ -83,8 +83,15 @@ class Settler:
         """Return once the payment is no longer pending. Raises on infrastructure errors,
         and when this payment cannot be settled (its message is then retried)."""
         if payment_id not in self._settled:
-            with self._lock:
-                backlog = self._settle_through(payment_id)
+            # Not remembered: pending, or settled by another settler (the sweep, another
+            # process, or so long ago that it is forgotten). A read without the lock
+            # tells, so that messages far behind a sweep do not queue for its lock.
+            status = payment_status(self._db, payment_id)
+            if status is PaymentStatus.PENDING:
+                with self._lock:
+                    backlog = self._settle_through(payment_id)
+            else:
+                backlog = status is not None
             if backlog:
                 self._wake_ahead.set()
         if payment_id == self._ahead_mark:
