@@ -22,6 +22,11 @@ Params = Sequence[Any] | Mapping[str, Any]
 """Bound values: a sequence for ``?`` placeholders, a mapping for ``:name`` ones."""
 
 
+def marks(count: int) -> str:
+    """``?, ?, ?``: the placeholders of ``count`` values, for ``IN (…)`` and ``VALUES (…)``."""
+    return ", ".join("?" * count)
+
+
 class Row(Protocol):
     """A result row, read by column name or by index (``sqlite3.Row`` is one)."""
 
@@ -77,8 +82,7 @@ class Dialect:
         already holds every row.)"""
         ids = list(account_ids)
         return conn.execute(
-            f"SELECT {LOCKED_ACCOUNT_COLUMNS} FROM accounts"
-            f" WHERE id IN ({','.join('?' * len(ids))})",
+            f"SELECT {LOCKED_ACCOUNT_COLUMNS} FROM accounts WHERE id IN ({marks(len(ids))})",
             ids,
         ).fetchall()
 

@@ -19,7 +19,7 @@ from typing import TypeVar
 from shared.accounts import MAX_BALANCE
 from shared.clock import from_text, new_id, to_text, utcnow
 from shared.db import Database
-from shared.dialect import Connection, Row, dialect_of
+from shared.dialect import Connection, Row, dialect_of, marks
 from shared.records import AccountStatus, FailureCode, Payment, PaymentStatus
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def _oldest_pending(
     """``claim``: lock them for settling; on PostgreSQL, rows another transaction holds
     are skipped, so concurrent workers each take their own oldest."""
     cutoff = None if older_than is None else to_text(now - older_than)
-    skipping = f" AND id NOT IN ({','.join('?' * len(skip))})" if skip else ""
+    skipping = f" AND id NOT IN ({marks(len(skip))})" if skip else ""
     rows = conn.execute(
         f"SELECT * FROM payments WHERE status = 'pending'{skipping} ORDER BY seq LIMIT ?"
         + (dialect_of(conn).claim if claim else ""),
@@ -165,6 +165,8 @@ def _settle_all(conn: Connection, payments: Sequence[Payment], now: datetime) ->
     its account's balance, and the database checks it continues the one before), the
     senders' ``pending_out`` released, and the payments' outcomes.
     """
+    if not payments:
+        return []  # an idle sweep or settler-ahead pass: no statement at all
     accounts = _lock_accounts(conn, payments)
     stamp = to_text(now)
     completed_at = from_text(stamp)
@@ -186,21 +188,20 @@ def _settle_all(conn: Connection, payments: Sequence[Payment], now: datetime) ->
             receiver.balance += payment.amount
             entries.append(_entry(receiver, "credit", payment, stamp))
             completed.append(payment.id)
-            settled.append(
-                replace(payment, status=PaymentStatus.COMPLETED, completed_at=completed_at)
-            )
+            status, code, detail = PaymentStatus.COMPLETED, None, None
         else:
             code, detail = failure
             failed.append((code.value, detail, stamp, payment.id))
-            settled.append(
-                replace(
-                    payment,
-                    status=PaymentStatus.FAILED,
-                    failure_code=code,
-                    failure_detail=detail,
-                    completed_at=completed_at,
-                )
+            status = PaymentStatus.FAILED
+        settled.append(
+            replace(
+                payment,
+                status=status,
+                failure_code=code,
+                failure_detail=detail,
+                completed_at=completed_at,
             )
+        )
     _insert_entries(conn, entries)
     _release_pending(conn, released)
     _mark_completed(conn, completed, stamp)
@@ -246,7 +247,7 @@ def _mark_completed(conn: Connection, payment_ids: Sequence[str], now: str) -> N
     for chunk in _chunks(payment_ids):
         conn.execute(
             "UPDATE payments SET status = 'completed', completed_at = ?"
-            f" WHERE id IN ({', '.join('?' * len(chunk))})",
+            f" WHERE id IN ({marks(len(chunk))})",
             [now, *chunk],
         )
 
@@ -258,8 +259,7 @@ def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
 
 def _rows(count: int, width: int) -> str:
     """``(?, ?), (?, ?)``: placeholders for ``count`` rows of ``width`` values."""
-    row = f"({', '.join('?' * width)})"
-    return ", ".join([row] * count)
+    return ", ".join([f"({marks(width)})"] * count)
 
 
 def _entry(account: _Account, direction: str, payment: Payment, now: str) -> Entry:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from shared.accounts import MAX_BALANCE, find_account, owned_account
 from shared.clock import new_id, to_text, utcnow
 from shared.db import Database
-from shared.dialect import Connection
+from shared.dialect import Connection, marks
 from shared.errors import (
     BalanceLimitExceeded,
     CurrencyMismatch,
@@ -126,11 +126,12 @@ def settled_among(db: Database, payment_ids: list[str]) -> list[Payment]:
     """Those of ``payment_ids`` that are no longer pending (for long-polls)."""
     if not payment_ids:
         return []
-    marks = ",".join("?" * len(payment_ids))
     rows = (
         db.connection()
         .execute(
-            f"SELECT * FROM payments WHERE id IN ({marks}) AND status <> 'pending'", payment_ids
+            f"SELECT * FROM payments WHERE id IN ({marks(len(payment_ids))})"
+            " AND status <> 'pending'",
+            payment_ids,
         )
         .fetchall()
     )
