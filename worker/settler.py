@@ -104,21 +104,23 @@ class Settler:
             return len(self._settle_group(limit=limit, older_than=older_than, by="sweep"))
 
     def _settle_through(self, payment_id: str) -> bool:
-        """Settle the oldest payments in groups until this one is settled. Returns
-        whether a backlog is left: the last group this settled was full, or another
-        settler (the sweep, the thread ahead, another process) got to it first."""
+        """Settle the oldest payments in groups until this one, just read as pending,
+        is settled. Returns whether a backlog is left: the last group this settled was
+        full, or another settler (the sweep, the thread ahead, another process) got to
+        it first."""
         if payment_id in self._failing:
             self._settle_alone(payment_id)
             return False
         backlog = True
         while payment_id not in self._settled:
-            status = payment_status(self._db, payment_id)
-            if status is not PaymentStatus.PENDING:
-                return status is not None
             settled = self._settle_group(limit=self._group, older_than=None)
             if not settled:
                 break
             backlog = len(settled) == self._group
+            if payment_id not in self._settled and (
+                payment_status(self._db, payment_id) is not PaymentStatus.PENDING
+            ):
+                return True  # another process settled it meanwhile
         if payment_id in self._failing:
             self._settle_alone(payment_id)
         return backlog
