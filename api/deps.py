@@ -13,7 +13,7 @@ from api.limiter import RateLimiter, rate_limit_headers
 from api.metrics import ApiMetrics
 from api.problems import ApiProblem, unauthorized
 from api.waiter import PaymentWaiter
-from shared.committer import GroupCommitter
+from shared.committer import Batched, GroupCommitter, Item
 from shared.db import Database
 from shared.records import User
 from shared.settings import Settings
@@ -54,6 +54,13 @@ class Services:
         """``fn(conn, *args, **kwargs)``, group-committed; returns once it is durable.
         ``then(result)`` runs on the writer thread once it is (``GroupCommitter``)."""
         return await self.writer.submit_async(fn, *args, then=then, **kwargs)
+
+    async def write_batched(
+        self, many: Batched[Item, T], item: Item, *, then: Callable[[T], None] | None = None
+    ) -> T:
+        """``many(conn, [item])``, group-committed, run by one call with the other items of
+        its commit (``GroupCommitter.submit_batched_async``); returns once it is durable."""
+        return await self.writer.submit_batched_async(many, item, then=then)
 
 
 async def _services(request: Request) -> Services:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shared.clock import new_id, to_text, utcnow
 from shared.db import Database
-from shared.dialect import Connection, dialect_of
+from shared.dialect import Connection, chunks, dialect_of, rows
 from shared.errors import AccountFrozen, BalanceLimitExceeded, IdempotencyKeyReused, NotFound
 from shared.idempotency import fingerprint
 from shared.pages import cursor_bound, page_of
@@ -126,6 +126,18 @@ def list_ledger(
             (account_id, before, limit + 1),
         ).fetchall()
     return page_of(rows, limit, LedgerEntry.from_row)
+
+
+def change_pending_out(conn: Connection, changes: dict[str, int]) -> None:
+    """Add ``changes[id]`` to each account's ``pending_out`` (negative to release)."""
+    for chunk in chunks(list(changes.items())):
+        conn.execute(
+            f"WITH changed (account_id, amount) AS (VALUES {rows(len(chunk), 2)})"
+            " UPDATE accounts SET pending_out = pending_out"
+            " + (SELECT amount FROM changed WHERE account_id = accounts.id)"
+            " WHERE id IN (SELECT account_id FROM changed)",
+            [value for pair in chunk for value in pair],
+        )
 
 
 def find_account(conn: Connection, account_id: str, *, lock: bool = False) -> AccountState | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from shared.schema import SQLITE_MIGRATIONS
 
@@ -22,9 +22,27 @@ Params = Sequence[Any] | Mapping[str, Any]
 """Bound values: a sequence for ``?`` placeholders, a mapping for ``:name`` ones."""
 
 
+ROWS_PER_STATEMENT = 500
+"""Rows one multi-row statement writes at most: well within either engine's limit on
+bound values (11 a payment)."""
+
+T = TypeVar("T")
+
+
 def marks(count: int) -> str:
     """``?, ?, ?``: the placeholders of ``count`` values, for ``IN (…)`` and ``VALUES (…)``."""
     return ", ".join("?" * count)
+
+
+def rows(count: int, width: int) -> str:
+    """``(?, ?), (?, ?)``: placeholders for ``count`` rows of ``width`` values."""
+    return ", ".join([f"({marks(width)})"] * count)
+
+
+def chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    """``items`` in runs of at most ``ROWS_PER_STATEMENT``, in order."""
+    for start in range(0, len(items), ROWS_PER_STATEMENT):
+        yield items[start : start + ROWS_PER_STATEMENT]
 
 
 class Row(Protocol):

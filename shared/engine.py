@@ -11,15 +11,15 @@ settle at once without deadlocks, lost updates or a payment applied twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from shared.accounts import MAX_BALANCE
+from shared.accounts import MAX_BALANCE, change_pending_out
 from shared.clock import from_text, new_id, to_text, utcnow
 from shared.db import Database
-from shared.dialect import Connection, Row, dialect_of, marks
+from shared.dialect import Connection, Row, chunks, dialect_of, marks, rows
 from shared.records import AccountStatus, FailureCode, Payment, PaymentStatus
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ def _settle_all(conn: Connection, payments: Sequence[Payment], now: datetime) ->
         receiver = accounts.get(payment.to_account_id)
         failure = _judge(payment, sender, receiver)
         if sender is not None:
-            released[sender.id] = released.get(sender.id, 0) + payment.amount
+            released[sender.id] = released.get(sender.id, 0) - payment.amount
         if failure is None:
             sender, receiver = accounts[payment.from_account_id], accounts[payment.to_account_id]
             sender.balance -= payment.amount
@@ -203,7 +203,7 @@ def _settle_all(conn: Connection, payments: Sequence[Payment], now: datetime) ->
             )
         )
     _insert_entries(conn, entries)
-    _release_pending(conn, released)
+    change_pending_out(conn, released)
     _mark_completed(conn, completed, stamp)
     conn.executemany(
         "UPDATE payments SET status = 'failed', failure_code = ?, failure_detail = ?,"
@@ -213,53 +213,27 @@ def _settle_all(conn: Connection, payments: Sequence[Payment], now: datetime) ->
     return settled
 
 
-ROWS_PER_STATEMENT = 500
-"""Rows one multi-row statement writes at most: well within either engine's limit on
-bound values (7 a ledger entry)."""
-
 Entry = tuple[str, str, str, int, int, str, str]
 
 
 def _insert_entries(conn: Connection, entries: Sequence[Entry]) -> None:
     """In order, in one statement per chunk: each entry moves its account's balance."""
-    for chunk in _chunks(entries):
+    for chunk in chunks(entries):
         conn.execute(
             "INSERT INTO ledger_entries"
             " (id, account_id, direction, amount, balance_after, payment_id, created_at)"
-            f" VALUES {_rows(len(chunk), 7)}",
+            f" VALUES {rows(len(chunk), 7)}",
             [value for entry in chunk for value in entry],
         )
 
 
-def _release_pending(conn: Connection, released: dict[str, int]) -> None:
-    """Take each account's settled amount off its ``pending_out``."""
-    for chunk in _chunks(list(released.items())):
-        conn.execute(
-            f"WITH released (account_id, amount) AS (VALUES {_rows(len(chunk), 2)})"
-            " UPDATE accounts SET pending_out = pending_out"
-            " - (SELECT amount FROM released WHERE account_id = accounts.id)"
-            " WHERE id IN (SELECT account_id FROM released)",
-            [value for pair in chunk for value in pair],
-        )
-
-
 def _mark_completed(conn: Connection, payment_ids: Sequence[str], now: str) -> None:
-    for chunk in _chunks(payment_ids):
+    for chunk in chunks(payment_ids):
         conn.execute(
             "UPDATE payments SET status = 'completed', completed_at = ?"
             f" WHERE id IN ({marks(len(chunk))})",
             [now, *chunk],
         )
-
-
-def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), ROWS_PER_STATEMENT):
-        yield items[start : start + ROWS_PER_STATEMENT]
-
-
-def _rows(count: int, width: int) -> str:
-    """``(?, ?), (?, ?)``: placeholders for ``count`` rows of ``width`` values."""
-    return ", ".join([f"({marks(width)})"] * count)
 
 
 def _entry(account: _Account, direction: str, payment: Payment, now: str) -> Entry:

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shared.accounts import MAX_BALANCE, find_account, owned_account
+from shared.accounts import MAX_BALANCE, change_pending_out, owned_account
 from shared.clock import new_id, to_text, utcnow
 from shared.db import Database
-from shared.dialect import Connection, marks
+from shared.dialect import Connection, chunks, dialect_of, marks, rows
 from shared.errors import (
     BalanceLimitExceeded,
     CurrencyMismatch,
     IdempotencyKeyReused,
     NotFound,
+    P2PError,
     SameAccount,
 )
 from shared.idempotency import fingerprint
 from shared.pages import cursor_bound, page_of
-from shared.records import Page, Payment, PaymentStatus
+from shared.records import AccountState, Page, Payment, PaymentStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,19 @@ class Transfer:
     amount: int
     currency: str
     description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRequest:
+    """A transfer, who asks for it, and under which ``Idempotency-Key``."""
+
+    user_id: str
+    transfer: Transfer
+    idempotency_key: str
+
+
+Submitted = tuple[Payment, bool] | P2PError
+"""A request's outcome: its payment and whether it is a replay, or its refusal."""
 
 
 def submit_transfer(
@@ -46,6 +61,87 @@ def submit_transfer(
         CurrencyMismatch: either account holds another currency.
         BalanceLimitExceeded: the sender's pending total would pass 2^63 - 1.
     """
+    (outcome,) = submit_transfers(conn, [TransferRequest(user_id, transfer, idempotency_key)])
+    if isinstance(outcome, P2PError):
+        raise outcome
+    return outcome
+
+
+def submit_transfers(conn: Connection, requests: Sequence[TransferRequest]) -> list[Submitted]:
+    """``submit_transfer`` for each request, in order, as if one after the other: each
+    outcome is the one it would have had alone after those before it (a refusal is
+    returned, not raised, and writes nothing).
+
+    However many requests, this is a few statements: the accounts read (the senders'
+    locked), the payments their keys made before, then every new payment in one insert
+    and the senders' ``pending_out`` in one update.
+    """
+    if not requests:
+        return []
+    accounts = _accounts(conn, requests)
+    made = _made_before(conn, requests)
+    pending_out = {account.id: account.pending_out for account in accounts.values()}
+    outcomes: list[P2PError | tuple[Payment | _New, bool]] = []
+    new: list[_New] = []
+    for request in requests:
+        try:
+            payment, replayed = _accept(request, accounts, made, pending_out)
+        except P2PError as refusal:
+            outcomes.append(refusal)
+            continue
+        if isinstance(payment, _New) and not replayed:
+            new.append(payment)
+        outcomes.append((payment, replayed))
+    inserted = _insert(conn, new)
+    change_pending_out(
+        conn,
+        {
+            account_id: total - accounts[account_id].pending_out
+            for account_id, total in pending_out.items()
+            if total != accounts[account_id].pending_out
+        },
+    )
+    return [_with_inserted(outcome, inserted) for outcome in outcomes]
+
+
+def _with_inserted(
+    outcome: P2PError | tuple[Payment | _New, bool], inserted: dict[str, Payment]
+) -> Submitted:
+    if isinstance(outcome, P2PError):
+        return outcome
+    payment, replayed = outcome
+    return (inserted[payment.id] if isinstance(payment, _New) else payment), replayed
+
+
+@dataclass(frozen=True, slots=True)
+class _New:
+    """A payment this call inserts: its values, in ``_INSERT_COLUMNS`` order."""
+
+    values: tuple[str | int | None, ...]
+
+    @property
+    def id(self) -> str:
+        return str(self.values[0])
+
+
+_INSERT_COLUMNS = (
+    "id, from_account_id, to_account_id, from_user_id, to_user_id, amount, currency,"
+    " description, idempotency_key, request_hash, created_at"
+)
+
+_Made = dict[tuple[str, str], tuple[Payment | _New, str]]
+"""By sender and key: the payment a key made, and the fingerprint of its request."""
+
+
+def _accept(
+    request: TransferRequest,
+    accounts: dict[str, AccountState],
+    made: _Made,
+    pending_out: dict[str, int],
+) -> tuple[Payment | _New, bool]:
+    """One request, judged as ``submit_transfer`` documents, against what the requests
+    before it left: ``made`` and ``pending_out`` take in a new payment."""
+    transfer, key = request.transfer, request.idempotency_key
     if transfer.from_account_id == transfer.to_account_id:
         raise SameAccount("a transfer needs two different accounts")
     request_hash = fingerprint(
@@ -55,33 +151,29 @@ def submit_transfer(
         currency=transfer.currency,
         description=transfer.description,
     )
-    # The sender is locked first: its pending_out is read to be changed, and a concurrent
-    # transfer with the same key (another API process) waits here, then replays this one.
-    sender = owned_account(conn, user_id, transfer.from_account_id, lock=True)
-    existing = conn.execute(
-        "SELECT * FROM payments WHERE from_account_id = ? AND idempotency_key = ?",
-        (transfer.from_account_id, idempotency_key),
-    ).fetchone()
+    sender = accounts.get(transfer.from_account_id)
+    if sender is None or sender.user_id != request.user_id:
+        raise NotFound(f"no account {transfer.from_account_id}")
+    existing = made.get((sender.id, key))
     if existing is not None:
-        if existing["request_hash"] != request_hash:
+        payment, existing_hash = existing
+        if existing_hash != request_hash:
             raise IdempotencyKeyReused(
                 "this Idempotency-Key was used for a transfer with a different body"
             )
-        return Payment.from_row(existing), True
-    receiver = find_account(conn, transfer.to_account_id)
+        return payment, True
+    receiver = accounts.get(transfer.to_account_id)
     if receiver is None:
         raise NotFound(f"no account {transfer.to_account_id}")
     for account in (sender, receiver):
         if account.currency != transfer.currency:
             raise CurrencyMismatch(f"account {account.id} does not hold {transfer.currency}")
-    if sender.pending_out > MAX_BALANCE - transfer.amount:
+    if pending_out[sender.id] > MAX_BALANCE - transfer.amount:
         raise BalanceLimitExceeded(
             f"account {sender.id} has too much pending to accept another transfer"
         )
-    row = conn.execute(
-        "INSERT INTO payments (id, from_account_id, to_account_id, from_user_id,"
-        " to_user_id, amount, currency, description, idempotency_key, request_hash,"
-        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+    pending_out[sender.id] += transfer.amount
+    new = _New(
         (
             new_id("pay"),
             sender.id,
@@ -91,16 +183,71 @@ def submit_transfer(
             transfer.amount,
             transfer.currency,
             transfer.description,
-            idempotency_key,
+            key,
             request_hash,
             to_text(utcnow()),
-        ),
-    ).fetchone()
-    conn.execute(
-        "UPDATE accounts SET pending_out = pending_out + ? WHERE id = ?",
-        (transfer.amount, sender.id),
+        )
     )
-    return Payment.from_row(row), False
+    made[(sender.id, key)] = (new, request_hash)
+    return new, False
+
+
+def _accounts(conn: Connection, requests: Sequence[TransferRequest]) -> dict[str, AccountState]:
+    """The accounts of both sides, by id. Where a write locks rows (PostgreSQL), the
+    senders' are locked first, always in id order, so that two writers never wait for
+    each other: their ``pending_out`` is read to be changed, and a concurrent transfer
+    with the same key (another API process) waits here, then replays the one that got
+    in first. The receivers' are only read. SQLite reads them all at once: ``BEGIN
+    IMMEDIATE`` holds every row already."""
+    senders = {request.transfer.from_account_id for request in requests}
+    receivers = {request.transfer.to_account_id for request in requests} - senders
+    locking = dialect_of(conn).for_update
+    if not locking:
+        return _read_accounts(conn, senders | receivers)
+    return _read_accounts(conn, senders, f" ORDER BY id{locking}") | _read_accounts(conn, receivers)
+
+
+def _read_accounts(conn: Connection, ids: set[str], suffix: str = "") -> dict[str, AccountState]:
+    found: dict[str, AccountState] = {}
+    for chunk in chunks(sorted(ids)):
+        for row in conn.execute(
+            "SELECT id, user_id, currency, balance, pending_out, status FROM accounts"
+            f" WHERE id IN ({marks(len(chunk))}){suffix}",
+            chunk,
+        ):
+            found[row["id"]] = AccountState.from_row(row)
+    return found
+
+
+def _made_before(conn: Connection, requests: Sequence[TransferRequest]) -> _Made:
+    """The payments the requests' keys made in earlier transactions."""
+    wanted = list({(r.transfer.from_account_id, r.idempotency_key) for r in requests})
+    made: _Made = {}
+    for chunk in chunks(wanted):
+        for row in conn.execute(
+            f"WITH wanted (from_account_id, idempotency_key) AS (VALUES {rows(len(chunk), 2)})"
+            " SELECT payments.* FROM wanted JOIN payments"
+            " ON payments.from_account_id = wanted.from_account_id"
+            " AND payments.idempotency_key = wanted.idempotency_key",
+            [value for pair in chunk for value in pair],
+        ):
+            made[(row["from_account_id"], row["idempotency_key"])] = (
+                Payment.from_row(row),
+                row["request_hash"],
+            )
+    return made
+
+
+def _insert(conn: Connection, new: Sequence[_New]) -> dict[str, Payment]:
+    """The new payments, in order (their ``seq`` is their acceptance order), by id."""
+    inserted: dict[str, Payment] = {}
+    for chunk in chunks(new):
+        for row in conn.execute(
+            f"INSERT INTO payments ({_INSERT_COLUMNS}) VALUES {rows(len(chunk), 11)} RETURNING *",
+            [value for payment in chunk for value in payment.values],
+        ):
+            inserted[row["id"]] = Payment.from_row(row)
+    return inserted
 
 
 def get_payment(db: Database, user_id: str, payment_id: str) -> Payment:

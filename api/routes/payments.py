@@ -30,11 +30,9 @@ async def accept_transfer(
         if not replayed:
             services.queue.send(payment.id)
 
-    payment, replayed = await services.write(
-        payments.submit_transfer,
-        user.id,
-        payments.Transfer(**body.model_dump()),
-        key,
+    payment, replayed = await services.write_batched(
+        payments.submit_transfers,
+        payments.TransferRequest(user.id, payments.Transfer(**body.model_dump()), key),
         then=wake_the_worker,
     )
     logs.bind(payment_id=payment.id)

@@ -194,3 +194,65 @@ def test_then_is_not_run_for_a_write_that_failed(writer: GroupCommitter) -> None
 
     asyncio.run(main())
     assert called == []
+
+
+@pytest.mark.sqlite_only  # PostgreSQL: one write per transaction
+def test_batched_writes_of_one_commit_are_run_by_one_call_in_order(
+    db: Database, writer: GroupCommitter
+) -> None:
+    calls: list[list[int]] = []
+
+    def record(conn: Connection, items: list[int]) -> list[int | Exception]:
+        calls.append(list(items))
+        return [item * 10 if item != 3 else NotFound("three") for item in items]
+
+    async def main() -> list[object]:
+        gate = threading.Event()
+        blocked = writer.submit(lambda conn: gate.wait(10))
+        futures: list[asyncio.Future[Any]] = [
+            writer.submit_batched_async(record, n) for n in range(5)
+        ]
+        plain = writer.submit_async(lambda conn: "plain")
+        futures += [writer.submit_batched_async(record, n) for n in range(5, 7)]
+        gate.set()
+        results: list[object] = await asyncio.gather(*futures, plain, return_exceptions=True)
+        assert blocked.result(10) is True
+        return results
+
+    results = asyncio.run(main())
+
+    # One call for the run before the plain write, one for the run after it.
+    assert calls == [[0, 1, 2, 3, 4], [5, 6]]
+    assert results[:3] + results[4:7] == [0, 10, 20, 40, 50, 60]
+    assert isinstance(results[3], NotFound)
+    assert results[7] == "plain"
+
+
+@pytest.mark.sqlite_only  # PostgreSQL: one write per transaction
+def test_a_batch_that_fails_is_undone_and_each_write_runs_alone(
+    db: Database, writer: GroupCommitter, alice: Customer, bob: Customer
+) -> None:
+    """Should the set-based call itself fail (here: the insert of a payment that names a
+    user who does not exist), only the write at fault fails."""
+
+    def open_for(conn: Connection, owners: list[str]) -> list[str | Exception]:
+        return [accounts.open_account(conn, owner, "USD").id for owner in owners]
+
+    async def main() -> list[str | BaseException]:
+        gate = threading.Event()
+        blocked = writer.submit(lambda conn: gate.wait(10))
+        owners = [alice.user.id, "usr_nobody", bob.user.id]
+        futures = [writer.submit_batched_async(open_for, owner) for owner in owners]
+        gate.set()
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        assert blocked.result(10) is True
+        return results
+
+    first, bad, last = asyncio.run(main())
+
+    assert isinstance(bad, db.dialect.integrity_error)
+    assert isinstance(first, str)
+    assert isinstance(last, str)
+    opened = {row[0] for row in db.connection().execute("SELECT id FROM accounts")}
+    assert {first, last} <= opened
+    assert _count(db, "SELECT count(*) FROM accounts") == 6  # two each for alice, bob
