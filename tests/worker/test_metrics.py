@@ -58,7 +58,10 @@ def _sample(metrics: WorkerMetrics, name: str, **labels: str) -> float | None:
 def test_settled_payments_are_counted_by_outcome_and_timed(
     settings: Settings, db: Database
 ) -> None:
-    runtime = WorkerRuntime(settings, StubBroker(), db)
+    # The sweep's first pass runs as the runtime starts, maybe after the payments are
+    # accepted: a grace period keeps it off them, so that the messages settle them all.
+    unswept = settings.model_copy(update={"sweep_grace_s": 3600})
+    runtime = WorkerRuntime(unswept, StubBroker(), db)
     runtime.start()
     try:
         ids = _accept(db, 100, [60, 60, 30])  # the second lacks the funds
