@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared.accounts import MAX_BALANCE, change_pending_out, owned_account
-from shared.clock import new_id, to_text, utcnow
+from shared.clock import from_text, new_id, to_text, utcnow
 from shared.db import Database
 from shared.dialect import Connection, chunks, dialect_of, marks, rows
 from shared.errors import (
@@ -81,18 +81,20 @@ def submit_transfers(conn: Connection, requests: Sequence[TransferRequest]) -> l
     accounts = _accounts(conn, requests)
     made = _made_before(conn, requests)
     pending_out = {account.id: account.pending_out for account in accounts.values()}
-    outcomes: list[P2PError | tuple[Payment | _New, bool]] = []
+    outcomes: list[Submitted] = []
     new: list[_New] = []
     for request in requests:
         try:
-            payment, replayed = _accept(request, accounts, made, pending_out)
+            outcome = _accept(request, accounts, made, pending_out)
         except P2PError as refusal:
             outcomes.append(refusal)
             continue
-        if isinstance(payment, _New) and not replayed:
-            new.append(payment)
-        outcomes.append((payment, replayed))
-    inserted = _insert(conn, new)
+        if isinstance(outcome, _New):
+            new.append(outcome)
+            outcomes.append((outcome.payment, False))
+        else:
+            outcomes.append((outcome, True))
+    _insert(conn, new)
     change_pending_out(
         conn,
         {
@@ -101,27 +103,36 @@ def submit_transfers(conn: Connection, requests: Sequence[TransferRequest]) -> l
             if total != accounts[account_id].pending_out
         },
     )
-    return [_with_inserted(outcome, inserted) for outcome in outcomes]
-
-
-def _with_inserted(
-    outcome: P2PError | tuple[Payment | _New, bool], inserted: dict[str, Payment]
-) -> Submitted:
-    if isinstance(outcome, P2PError):
-        return outcome
-    payment, replayed = outcome
-    return (inserted[payment.id] if isinstance(payment, _New) else payment), replayed
+    return outcomes
 
 
 @dataclass(frozen=True, slots=True)
 class _New:
-    """A payment this call inserts: its values, in ``_INSERT_COLUMNS`` order."""
+    """A payment to insert, and what is stored of it beside what ``Payment`` holds."""
 
-    values: tuple[str | int | None, ...]
+    payment: Payment
+    from_user_id: str
+    to_user_id: str
+    idempotency_key: str
+    request_hash: str
+    created_at: str
 
-    @property
-    def id(self) -> str:
-        return str(self.values[0])
+    def values(self) -> tuple[str | int | None, ...]:
+        """In ``_INSERT_COLUMNS`` order."""
+        payment = self.payment
+        return (
+            payment.id,
+            payment.from_account_id,
+            payment.to_account_id,
+            self.from_user_id,
+            self.to_user_id,
+            payment.amount,
+            payment.currency,
+            payment.description,
+            self.idempotency_key,
+            self.request_hash,
+            self.created_at,
+        )
 
 
 _INSERT_COLUMNS = (
@@ -129,7 +140,7 @@ _INSERT_COLUMNS = (
     " description, idempotency_key, request_hash, created_at"
 )
 
-_Made = dict[tuple[str, str], tuple[Payment | _New, str]]
+_Made = dict[tuple[str, str], tuple[Payment, str]]
 """By sender and key: the payment a key made, and the fingerprint of its request."""
 
 
@@ -138,9 +149,10 @@ def _accept(
     accounts: dict[str, AccountState],
     made: _Made,
     pending_out: dict[str, int],
-) -> tuple[Payment | _New, bool]:
+) -> Payment | _New:
     """One request, judged as ``submit_transfer`` documents, against what the requests
-    before it left: ``made`` and ``pending_out`` take in a new payment."""
+    before it left (``made`` and ``pending_out`` take in a new payment): the payment its
+    key made before (a replay), or a new one."""
     transfer, key = request.transfer, request.idempotency_key
     if transfer.from_account_id == transfer.to_account_id:
         raise SameAccount("a transfer needs two different accounts")
@@ -161,7 +173,7 @@ def _accept(
             raise IdempotencyKeyReused(
                 "this Idempotency-Key was used for a transfer with a different body"
             )
-        return payment, True
+        return payment
     receiver = accounts.get(transfer.to_account_id)
     if receiver is None:
         raise NotFound(f"no account {transfer.to_account_id}")
@@ -173,23 +185,22 @@ def _accept(
             f"account {sender.id} has too much pending to accept another transfer"
         )
     pending_out[sender.id] += transfer.amount
-    new = _New(
-        (
-            new_id("pay"),
-            sender.id,
-            receiver.id,
-            sender.user_id,
-            receiver.user_id,
-            transfer.amount,
-            transfer.currency,
-            transfer.description,
-            key,
-            request_hash,
-            to_text(utcnow()),
-        )
+    created_at = to_text(utcnow())
+    payment = Payment(
+        id=new_id("pay"),
+        from_account_id=sender.id,
+        to_account_id=receiver.id,
+        amount=transfer.amount,
+        currency=transfer.currency,
+        description=transfer.description,
+        status=PaymentStatus.PENDING,
+        failure_code=None,
+        failure_detail=None,
+        created_at=from_text(created_at),
+        completed_at=None,
     )
-    made[(sender.id, key)] = (new, request_hash)
-    return new, False
+    made[(sender.id, key)] = (payment, request_hash)
+    return _New(payment, sender.user_id, receiver.user_id, key, request_hash, created_at)
 
 
 def _accounts(conn: Connection, requests: Sequence[TransferRequest]) -> dict[str, AccountState]:
@@ -238,16 +249,14 @@ def _made_before(conn: Connection, requests: Sequence[TransferRequest]) -> _Made
     return made
 
 
-def _insert(conn: Connection, new: Sequence[_New]) -> dict[str, Payment]:
-    """The new payments, in order (their ``seq`` is their acceptance order), by id."""
-    inserted: dict[str, Payment] = {}
+def _insert(conn: Connection, new: Sequence[_New]) -> None:
+    """In order: their ``seq`` is their acceptance order. The schema's defaults (status
+    ``pending``, no outcome) are what ``_accept`` built their ``Payment`` with."""
     for chunk in chunks(new):
-        for row in conn.execute(
-            f"INSERT INTO payments ({_INSERT_COLUMNS}) VALUES {rows(len(chunk), 11)} RETURNING *",
-            [value for payment in chunk for value in payment.values],
-        ):
-            inserted[row["id"]] = Payment.from_row(row)
-    return inserted
+        conn.execute(
+            f"INSERT INTO payments ({_INSERT_COLUMNS}) VALUES {rows(len(chunk), 11)}",
+            [value for payment in chunk for value in payment.values()],
+        )
 
 
 def get_payment(db: Database, user_id: str, payment_id: str) -> Payment:
