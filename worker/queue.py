@@ -18,7 +18,7 @@ import time
 import dramatiq
 
 from worker.actors import SETTLE_PAYMENT
-from worker.broker import enqueue_all, ping
+from worker.broker import enqueue_all, ping, unique_ids
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,11 @@ class SettlementQueue:
                 args=(payment_id,),
                 kwargs={},
                 options={},
+                message_id=message_id,
             )
-            for payment_id in payment_ids
+            for payment_id, message_id in zip(
+                payment_ids, unique_ids(len(payment_ids)), strict=True
+            )
         ]
         try:
             enqueue_all(self._broker, messages)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from typing import Any
+from uuid import UUID
 
 import dramatiq
 import pytest
@@ -13,7 +14,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
 from tests.conftest import RedisServer
-from worker.broker import enqueue_all
+from worker.broker import enqueue_all, unique_ids
 
 QUEUE = "broker-test"
 
@@ -92,3 +93,42 @@ def test_other_brokers_get_each_message_through_enqueue() -> None:
     enqueue_all(broker, [_message(n) for n in range(3)])
     assert broker.queues[QUEUE].qsize() == 3
     broker.close()
+
+
+def _script_calls(redis_server: RedisServer) -> int:
+    """How many ``SCRIPT …`` commands (``EXISTS``, ``LOAD``) Redis has run."""
+    with redis_server.client() as client:
+        stats = client.info("commandstats")
+    return sum(stats[name]["calls"] for name in stats if name.startswith("cmdstat_script"))
+
+
+def test_a_batch_costs_one_round_trip_not_a_script_check_as_well(
+    broker: RedisBroker, redis_server: RedisServer
+) -> None:
+    enqueue_all(broker, [_message(0)])  # the script is loaded once
+    before = _script_calls(redis_server)
+
+    for batch in range(5):
+        enqueue_all(broker, [_message(batch * 10 + n) for n in range(10)])
+
+    assert _script_calls(redis_server) == before
+    assert len(_stored(redis_server)) == 51
+
+
+def test_a_script_redis_forgot_is_loaded_again_and_nothing_is_lost_or_doubled(
+    broker: RedisBroker, redis_server: RedisServer
+) -> None:
+    enqueue_all(broker, [_message(0)])
+    with redis_server.client() as client:
+        client.script_flush()
+
+    enqueue_all(broker, [_message(n) for n in range(1, 20)])
+
+    assert [m["args"] for m in _stored(redis_server)] == [[f"pay_{n}"] for n in range(20)]
+
+
+def test_unique_ids_are_version_4_uuids_and_unique() -> None:
+    ids = unique_ids(1000)
+
+    assert len(set(ids)) == 1000
+    assert all(UUID(value).version == 4 and str(UUID(value)) == value for value in ids)
