@@ -9,8 +9,8 @@ STAMP := $(VENV)/.installed
 run: $(STAMP)  ## the API and a worker in one process on localhost:8000 (no Redis needed)
 	$(BIN)/p2p dev
 
-test: $(STAMP) lint  ## ruff, mypy --strict, then every test
-	$(BIN)/pytest
+test: $(STAMP) lint  ## ruff, mypy --strict, then every test, in two processes (pytest-xdist)
+	$(BIN)/pytest -n 2
 
 bench: $(STAMP)  ## the real stack on loopback against its ceilings (needs redis-server)
 	$(BIN)/p2p bench $(BENCH_ARGS)
