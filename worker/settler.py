@@ -13,6 +13,9 @@ thread settling ahead: the next group is settled while the messages of the last 
 acknowledged, and the one after it once the messages reach that group's first payment.
 So the messages of a backlog mostly find their payments settled, about two groups ahead
 of them at most, and the worker's one message thread never waits for a commit.
+
+The sweep leaves a backlog to messages that are settling it: they take the oldest
+payments first, so a payment whose message was lost is in their next group anyway.
 """
 
 from __future__ import annotations
@@ -63,6 +66,9 @@ class Settler:
         # first payment of the group last settled ahead).
         self._wake_ahead = threading.Event()
         self._ahead_mark: str | None = None
+        # Whether messages (or the thread ahead of them) settled a group since the sweep's
+        # last pass.
+        self._messages_settling = False
         self._stopping = False
         self._ahead = threading.Thread(
             target=self._settle_ahead, name="p2p-settle-ahead", daemon=True
@@ -99,7 +105,18 @@ class Settler:
             self._wake_ahead.set()
 
     def sweep(self, *, older_than: timedelta, limit: int) -> int:
-        """Settle up to ``limit`` payments pending for longer than ``older_than``."""
+        """Settle up to ``limit`` payments pending for longer than ``older_than``; none
+        while messages are settling groups.
+
+        Their groups take the oldest payments first, so one whose message was lost is in
+        the next of them anyway. A sweep racing them would only take their lock, and on a
+        long backlog run so far ahead of them that they forget what it settled and read
+        each payment's status again. So a pass right after messages settled a group is
+        skipped; the sweep settles what they leave once they have been idle for a pass.
+        """
+        if self._messages_settling:
+            self._messages_settling = False
+            return 0
         with self._lock:
             return len(self._settle_group(limit=limit, older_than=older_than, by="sweep"))
 
@@ -163,6 +180,8 @@ class Settler:
             log.exception("a group failed to settle; settling its payments one by one")
             return self._isolate(limit=limit, older_than=older_than, by=by)
         ids = [payment.id for payment in settled]
+        if ids and by == "message":
+            self._messages_settling = True
         if ahead and len(ids) == limit:
             # Set before the ids are remembered: a message that finds its payment
             # settled may be checking the mark already.
