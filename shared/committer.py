@@ -172,8 +172,8 @@ class GroupCommitter:
             if many is not None:
                 while end < len(group) and group[end].many is many:
                     end += 1
-            if end - start > 1:
-                outcomes += _apply_together(conn, group[start:end])
+            if many is not None and end - start > 1:
+                outcomes += _apply_together(conn, many, group[start:end])
             else:
                 outcomes.append(_apply_alone(conn, group[start]))
             start = end
@@ -194,12 +194,10 @@ def _apply_alone(conn: Connection, write: _Write) -> _Outcome:
     return write, value, None
 
 
-def _apply_together(conn: Connection, run: list[_Write]) -> list[_Outcome]:
+def _apply_together(conn: Connection, many: Batched[Any, Any], run: list[_Write]) -> list[_Outcome]:
     """Batched writes of one kind in one call. Should the call itself fail (a constraint
     its checks did not foresee), it is undone and each write runs alone, so that only
     the write at fault fails."""
-    many = run[0].many
-    assert many is not None
     conn.execute("SAVEPOINT writes")
     try:
         results = many(conn, [write.item for write in run])
