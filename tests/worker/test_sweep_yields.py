@@ -12,7 +12,6 @@ from tests.worker.test_worker import _count, _funded_pair, _submit
 from worker.settler import Settler
 
 GROUP = 4
-NOW = timedelta(0)
 
 
 @pytest.fixture
@@ -23,6 +22,11 @@ def settings(database_url: str) -> Settings:
 @pytest.fixture
 def settler(db: Database, settings: Settings) -> Settler:
     return Settler(db, settings)  # not started: nothing is settled ahead
+
+
+def _sweep(settler: Settler) -> int:
+    """One pass over everything pending, however new."""
+    return settler.sweep(older_than=timedelta(0), limit=100)
 
 
 def _pending(db: Database) -> int:
@@ -38,15 +42,15 @@ def test_a_pass_right_after_messages_settled_a_group_is_skipped(
     settler.settle(ids[0])  # a message: its group is the oldest four
     assert _pending(db) == 2 * GROUP
 
-    assert settler.sweep(older_than=NOW, limit=100) == 0
+    assert _sweep(settler) == 0
     assert _pending(db) == 2 * GROUP
 
     settler.settle(ids[GROUP])  # messages still settling: the next pass is skipped too
-    assert settler.sweep(older_than=NOW, limit=100) == 0
+    assert _sweep(settler) == 0
     assert _pending(db) == GROUP
 
     # No group since the last pass: the sweep settles what the messages left.
-    assert settler.sweep(older_than=NOW, limit=100) == GROUP
+    assert _sweep(settler) == GROUP
     assert _pending(db) == 0
 
 
@@ -56,12 +60,12 @@ def test_messages_whose_payments_are_settled_already_do_not_hold_the_sweep_off(
     user_id, sender, receiver = _funded_pair(db, 100)
     ids = _submit(db, user_id, sender, receiver, 2 * GROUP)
     settler.settle(ids[0])
-    assert settler.sweep(older_than=NOW, limit=100) == 0
+    assert _sweep(settler) == 0
 
     for payment_id in ids[1:GROUP]:
         settler.settle(payment_id)  # settled by the first group: no group of their own
 
-    assert settler.sweep(older_than=NOW, limit=100) == GROUP
+    assert _sweep(settler) == GROUP
     assert _pending(db) == 0
 
 
