@@ -130,6 +130,12 @@ def list_ledger(
 
 def change_pending_out(conn: Connection, changes: dict[str, int]) -> None:
     """Add ``changes[id]`` to each account's ``pending_out`` (negative to release)."""
+    if len(changes) == 1:  # a submit on PostgreSQL, which commits each alone
+        ((account_id, amount),) = changes.items()
+        conn.execute(
+            "UPDATE accounts SET pending_out = pending_out + ? WHERE id = ?", (amount, account_id)
+        )
+        return
     for chunk in chunks(list(changes.items())):
         conn.execute(
             f"WITH changed (account_id, amount) AS (VALUES {rows(len(chunk), 2)})"

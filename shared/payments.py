@@ -235,13 +235,21 @@ def _made_before(conn: Connection, requests: Sequence[TransferRequest]) -> _Made
     wanted = list({(r.transfer.from_account_id, r.idempotency_key) for r in requests})
     made: _Made = {}
     for chunk in chunks(wanted):
-        for row in conn.execute(
-            f"WITH wanted (from_account_id, idempotency_key) AS (VALUES {rows(len(chunk), 2)})"
-            " SELECT payments.* FROM wanted JOIN payments"
-            " ON payments.from_account_id = wanted.from_account_id"
-            " AND payments.idempotency_key = wanted.idempotency_key",
-            [value for pair in chunk for value in pair],
-        ):
+        if len(chunk) == 1:  # a submit on PostgreSQL, which commits each alone
+            found = conn.execute(
+                "SELECT * FROM payments WHERE from_account_id = ? AND idempotency_key = ?",
+                chunk[0],
+            )
+        else:
+            found = conn.execute(
+                f"WITH wanted (from_account_id, idempotency_key) AS"
+                f" (VALUES {rows(len(chunk), 2)})"
+                " SELECT payments.* FROM wanted JOIN payments"
+                " ON payments.from_account_id = wanted.from_account_id"
+                " AND payments.idempotency_key = wanted.idempotency_key",
+                [value for pair in chunk for value in pair],
+            )
+        for row in found:
             made[(row["from_account_id"], row["idempotency_key"])] = (
                 Payment.from_row(row),
                 row["request_hash"],
