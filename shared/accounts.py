@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shared.clock import new_id, to_text, utcnow
 from shared.db import Database
-from shared.dialect import Connection, chunks, dialect_of, rows
+from shared.dialect import Connection, chunks, dialect_of, marks, rows
 from shared.errors import AccountFrozen, BalanceLimitExceeded, IdempotencyKeyReused, NotFound
 from shared.idempotency import fingerprint
 from shared.pages import cursor_bound, page_of
@@ -146,15 +146,31 @@ def change_pending_out(conn: Connection, changes: dict[str, int]) -> None:
         )
 
 
+_STATE = "SELECT id, user_id, currency, balance, pending_out, status FROM accounts"
+"""What ``AccountState`` is read from."""
+
+
 def find_account(conn: Connection, account_id: str, *, lock: bool = False) -> AccountState | None:
     """``lock``: hold the row until the transaction ends, for a write that reads then
     changes it (PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` holds every row already)."""
     row = conn.execute(
-        "SELECT id, user_id, currency, balance, pending_out, status FROM accounts WHERE id = ?"
-        + (dialect_of(conn).for_update if lock else ""),
+        f"{_STATE} WHERE id = ?" + (dialect_of(conn).for_update if lock else ""),
         (account_id,),
     ).fetchone()
     return None if row is None else AccountState.from_row(row)
+
+
+def find_accounts(
+    conn: Connection, account_ids: set[str], *, lock: bool = False
+) -> dict[str, AccountState]:
+    """Those of these accounts that exist, by id. ``lock``: as ``find_account``, and in
+    id order, so that two writers locking several never wait for each other."""
+    locking = f" ORDER BY id{dialect_of(conn).for_update}" if lock else ""
+    found: dict[str, AccountState] = {}
+    for chunk in chunks(sorted(account_ids)):
+        for row in conn.execute(f"{_STATE} WHERE id IN ({marks(len(chunk))}){locking}", chunk):
+            found[row["id"]] = AccountState.from_row(row)
+    return found
 
 
 def owned_account(

@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 from shared.accounts import MAX_BALANCE, change_pending_out
 from shared.clock import from_text, new_id, to_text, utcnow
@@ -23,8 +22,6 @@ from shared.dialect import Connection, Row, chunks, dialect_of, marks, rows
 from shared.records import AccountStatus, FailureCode, Payment, PaymentStatus
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 SettledObserver = Callable[[Sequence[Payment]], None]
 """Told, after the commit, of the payments one call settled (metrics hook in here)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shared.accounts import MAX_BALANCE, change_pending_out, owned_account
+from shared.accounts import MAX_BALANCE, change_pending_out, find_accounts, owned_account
 from shared.clock import from_text, new_id, to_text, utcnow
 from shared.db import Database
 from shared.dialect import Connection, chunks, dialect_of, marks, rows
@@ -212,22 +212,9 @@ def _accounts(conn: Connection, requests: Sequence[TransferRequest]) -> dict[str
     IMMEDIATE`` holds every row already."""
     senders = {request.transfer.from_account_id for request in requests}
     receivers = {request.transfer.to_account_id for request in requests} - senders
-    locking = dialect_of(conn).for_update
-    if not locking:
-        return _read_accounts(conn, senders | receivers)
-    return _read_accounts(conn, senders, f" ORDER BY id{locking}") | _read_accounts(conn, receivers)
-
-
-def _read_accounts(conn: Connection, ids: set[str], suffix: str = "") -> dict[str, AccountState]:
-    found: dict[str, AccountState] = {}
-    for chunk in chunks(sorted(ids)):
-        for row in conn.execute(
-            "SELECT id, user_id, currency, balance, pending_out, status FROM accounts"
-            f" WHERE id IN ({marks(len(chunk))}){suffix}",
-            chunk,
-        ):
-            found[row["id"]] = AccountState.from_row(row)
-    return found
+    if not dialect_of(conn).for_update:
+        return find_accounts(conn, senders | receivers)
+    return find_accounts(conn, senders, lock=True) | find_accounts(conn, receivers)
 
 
 def _made_before(conn: Connection, requests: Sequence[TransferRequest]) -> _Made:
