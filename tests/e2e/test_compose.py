@@ -153,6 +153,14 @@ def _healthy(port: int) -> bool:
         return False
 
 
+def _metrics(port: int) -> str | None:
+    """The text a worker process's metrics endpoint serves, or ``None`` while it does not."""
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text
+    except httpx.TransportError:
+        return None
+
+
 def _passes(command: list[str], env: dict[str, str]) -> bool | None:
     done = subprocess.run(command, env=env, capture_output=True, timeout=30, check=False)
     return True if done.returncode == 0 else None
@@ -222,6 +230,14 @@ def test_the_postgres_override_commands_settle_payments_with_several_processes(
     }
     try:
         poll(lambda: _healthy(port) or None, timeout=20, what="the compose api to answer")
+        # Every worker process up before the payments go in: on a busy machine the first
+        # ones to start may settle them all before the last one serves its metrics.
+        for index in range(processes):
+            poll(
+                lambda: _metrics(metrics_port + index),  # noqa: B023 (polled right here)
+                timeout=30,
+                what=f"worker process {index} to serve its metrics",
+            )
         with ApiClient(f"http://127.0.0.1:{port}") as client:
             payer, payee = client.customer(deposit=10_000), client.customer()
             ids = [client.accepted(transfer(payer, payee, 10))["id"] for _ in range(20)]
