@@ -154,8 +154,9 @@ def list_payments(
 def list_events(
     after: str | None, types: Sequence[str] | None, limit: int | None, wait: float | None
 ) -> Call[models.Page[models.Event]]:
-    if wait is not None and not 0 <= wait <= MAX_WAIT_S:
-        raise ValueError(f"wait is 0 to {MAX_WAIT_S} seconds")
+    # A stream with ``wait`` never ends, so it must hold each request: 0 would spin.
+    if wait is not None and not 0 < wait <= MAX_WAIT_S:
+        raise ValueError(f"wait is more than 0 and at most {MAX_WAIT_S} seconds")
     params = _drop_none(
         {
             "after": after,

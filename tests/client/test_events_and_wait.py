@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -180,3 +181,15 @@ def test_wait_returns_as_soon_as_the_payment_is_settled() -> None:
 
     assert payment.status == "completed"
     assert server.waits == ["30", "30"]
+
+
+def test_waits_outside_what_the_service_takes_are_refused_before_sending() -> None:
+    server = HeldPayment(FakeTime())
+    client = waiting_client(server, FakeTime())
+
+    with pytest.raises(ValueError, match="wait"):
+        client.get_payment("pay_1", wait=31)
+    with pytest.raises(ValueError, match="wait"):
+        next(iter(client.events(wait=0)))
+
+    assert server.waits == []
