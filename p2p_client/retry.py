@@ -76,7 +76,7 @@ def retry_after(headers: httpx.Headers, now: Callable[[], float]) -> float | Non
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = parsedate_to_datetime(value)

@@ -124,6 +124,18 @@ def test_429_with_an_http_date_waits_until_that_date() -> None:
     assert time.slept == [7.0]
 
 
+@pytest.mark.parametrize("value", ["soon", "-1", "1.5", "Wed, 99 Foo 2026"])
+def test_a_retry_after_that_cannot_be_read_falls_back_to_the_backoff(value: str) -> None:
+    server = FakeServer(
+        problem(429, "rate_limited", **{"Retry-After": value}), httpx.Response(202, json=PAYMENT)
+    )
+    time = FakeTime()
+
+    transfer(client_of(server, time, RetryPolicy(backoff_s=1.0), rng=0.0))
+
+    assert time.slept == [0.5]
+
+
 def test_a_retry_after_beyond_the_total_time_raises_rate_limited_at_once() -> None:
     server = FakeServer(problem(429, "rate_limited", **{"Retry-After": "120"}))
     time = FakeTime()

@@ -122,6 +122,15 @@ def test_a_timestamp_within_five_minutes_is_accepted(offset: int) -> None:
     assert verify(BODY, signed(secret, BODY, at=NOW + offset), secret).id == EVENT_ID
 
 
+@pytest.mark.parametrize("timestamp", ["-1", "1.5", "²", "9" * 5000, "now"])
+def test_a_timestamp_that_is_no_unix_time_is_refused(timestamp: str) -> None:
+    secret = new_secret()
+    headers = {**signed(secret, BODY), "webhook-timestamp": timestamp}
+
+    with pytest.raises(WebhookVerificationFailed, match="timestamp"):
+        verify(BODY, headers, secret)
+
+
 @pytest.mark.parametrize("missing", ["webhook-id", "webhook-timestamp", "webhook-signature"])
 def test_a_missing_header_is_refused(missing: str) -> None:
     secret = new_secret()
