@@ -127,6 +127,9 @@ class EventFeed:
     limit: int | None
     wait: float | None
 
+    def __post_init__(self) -> None:
+        self.call()  # refuses a bad ``wait`` when the stream is made, not when first read
+
     def call(self) -> Call[models.Page[models.Event]]:
         return list_events(self.cursor, self.types, self.limit, self.wait)
 
