@@ -16,12 +16,12 @@ from bench.run import add_arguments as add_bench_arguments
 from bench.run import positive_count
 from bench.run import run as run_bench
 from cli.processes import run_api_processes, run_worker_processes
+from jobs.broker import in_process_broker, redis_broker
+from jobs.producer import SettlementQueue
 from shared.audit import verify
 from shared.db import Database
 from shared.logs import LogFormat, configure_logging
 from shared.settings import Settings
-from worker.broker import in_process_broker, redis_broker
-from worker.queue import SettlementQueue
 from worker.runtime import WorkerRuntime, run_worker
 
 log = logging.getLogger("p2p")
