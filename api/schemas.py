@@ -1,4 +1,4 @@
-"""The HTTP edge's shapes: strict request bodies and the objects of API.md."""
+"""The HTTP edge's shapes: strict request bodies and the objects of docs/api.md."""
 
 from __future__ import annotations
 

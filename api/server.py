@@ -19,7 +19,7 @@ GRACEFUL_SHUTDOWN_S = 10
 # An API process runs three threads on one GIL: the event loop, the group committer and
 # the sender. The committer lets the GIL go at every SQLite call and must then win it back
 # from a busy loop, which by default may keep it 5 ms; the requests of its group wait
-# meanwhile. 1 ms gave 5-10 % more submits in alternating runs here (README, Benchmark).
+# meanwhile. 1 ms gave 5-10 % more submits in alternating runs here.
 GIL_SWITCH_INTERVAL_S = 0.001
 
 

@@ -12,57 +12,156 @@ _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 class Settings(BaseSettings):
-    """Every knob of the processor; each one is documented in the README."""
+    """Every knob of the processor. ``markdown_table()`` renders the descriptions into
+    docs/operations.md, and a test keeps the two equal."""
 
     model_config = SettingsConfigDict(env_prefix="P2P_", frozen=True, extra="ignore")
 
-    database_url: str = "sqlite:///./p2p.db"
-    redis_url: str = "redis://localhost:6379/0"
-    max_amount: int = Field(default=10**12, ge=1, le=2**62)
-    max_body_bytes: int = Field(default=MIB, ge=1024)
+    database_url: str = Field(
+        default="sqlite:///./p2p.db",
+        description="The SQLite file (`sqlite:////abs/path.db` for an absolute path), or a"
+        " PostgreSQL database: `postgresql://user:password@host:5432/db`.",
+    )
+    redis_url: str = Field(
+        default="redis://localhost:6379/0",
+        description="The broker of `p2p api` and `p2p worker`, and the API's rate limits.",
+    )
+    max_amount: int = Field(
+        default=10**12,
+        ge=1,
+        le=2**62,
+        description="The largest `amount` accepted, in minor units.",
+    )
+    max_body_bytes: int = Field(
+        default=MIB, ge=1024, description="Larger request bodies are answered `413`."
+    )
 
-    sqlite_synchronous: Literal["FULL", "EXTRA", "NORMAL"] = "FULL"
-    sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
-    # Connections each process keeps to PostgreSQL, at most (P2P_DATABASE_URL=postgresql://).
-    postgres_pool_size: int = Field(default=10, ge=1, le=1000)
+    sqlite_synchronous: Literal["FULL", "EXTRA", "NORMAL"] = Field(
+        default="FULL",
+        description="`FULL` or `EXTRA`; `NORMAL` trades G5 durability on power loss for speed.",
+    )
+    sqlite_busy_timeout_ms: int = Field(
+        default=5000, ge=0, description="How long a SQLite connection waits for the write lock."
+    )
+    postgres_pool_size: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="PostgreSQL connections each process keeps, at most.",
+    )
 
-    # Short, so that a submit still answers 202 quickly while Redis is away.
-    redis_timeout_s: float = Field(default=0.5, gt=0)
-    queue_name: str = "payments"
+    redis_timeout_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="The API's Redis connect and command timeout: short, so that a submit"
+        " still answers `202` quickly while Redis is away. Also bounds the worker's queue"
+        " reads when its metrics are scraped.",
+    )
+    queue_name: str = Field(default="payments", description="The Dramatiq queue.")
 
-    # Per API key, on transfers and deposits: a sustained rate and the burst allowed on
-    # top of it (GCRA). Either one 0 turns the limit off.
-    rate_limit_per_s: float = Field(default=100.0, ge=0, le=1_000_000)
-    rate_limit_burst: int = Field(default=100, ge=0, le=1_000_000)
+    rate_limit_per_s: float = Field(
+        default=100.0,
+        ge=0,
+        le=1_000_000,
+        description="Transfers and deposits per second per API key, sustained (GCRA;"
+        " fractions allowed); `0` turns limits off.",
+    )
+    rate_limit_burst: int = Field(
+        default=100,
+        ge=0,
+        le=1_000_000,
+        description="How many of them may come at once, from idle; `0` turns limits off.",
+    )
 
-    worker_threads: int = Field(default=1, ge=1)
-    worker_prefetch: int = Field(default=64, ge=1)
-    # How long idle worker threads wait for a message; also the worst case of a stop.
-    worker_timeout_ms: int = Field(default=1000, ge=10)
-    retry_min_backoff_ms: int = Field(default=100, ge=1)
-    retry_max_backoff_ms: int = Field(default=10_000, ge=1)
-    retry_max: int = Field(default=20, ge=0)
+    worker_threads: int = Field(
+        default=1,
+        ge=1,
+        description="Worker threads per process: a group settles hundreds of payments per"
+        " message, so more threads only wait for the write lock.",
+    )
+    worker_prefetch: int = Field(
+        default=64,
+        ge=1,
+        description="Messages a worker process prefetches: Dramatiq's default (twice the threads)"
+        " makes the consumer back off once full and caps a worker near 300 messages/s.",
+    )
+    worker_timeout_ms: int = Field(
+        default=1000,
+        ge=10,
+        description="How long an idle worker thread waits for a message; also the worst"
+        " case of a stop.",
+    )
+    retry_min_backoff_ms: int = Field(
+        default=100, ge=1, description="First backoff of a message that raised."
+    )
+    retry_max_backoff_ms: int = Field(
+        default=10_000, ge=1, description="Longest backoff of a message that raised."
+    )
+    retry_max: int = Field(
+        default=20,
+        ge=0,
+        description="Retries of a message that raised (database locked, disk); business"
+        " failures are outcomes and never retried.",
+    )
 
-    # Payments settled per transaction by the worker.
-    settle_group: int = Field(default=256, ge=1, le=10_000)
+    settle_group: int = Field(
+        default=256,
+        ge=1,
+        le=10_000,
+        description="Payments the worker settles per transaction.",
+    )
 
-    sweep_interval_s: float = Field(default=1.0, gt=0)
-    sweep_grace_s: float = Field(default=2.0, ge=0)
-    sweep_batch: int = Field(default=100, ge=1)
-    heartbeat_path: str | None = None
+    sweep_interval_s: float = Field(
+        default=1.0, gt=0, description="How often the sweep looks for stuck payments."
+    )
+    sweep_grace_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long a payment may stay pending before the sweep settles it itself.",
+    )
+    sweep_batch: int = Field(
+        default=100,
+        ge=1,
+        description="Payments settled per sweep pass; a full batch runs the next pass at once.",
+    )
+    heartbeat_path: str | None = Field(
+        default=None,
+        description="A file the sweep touches every pass, for a healthcheck. Under"
+        " `--processes N` child `i` touches `<path>.i` and the supervisor gives the path"
+        " the oldest of their times.",
+    )
 
-    # The worker's Prometheus endpoint; port 0 serves none.
-    worker_metrics_host: str = "127.0.0.1"
-    worker_metrics_port: int = Field(default=9191, ge=0, le=65535)
+    worker_metrics_host: str = Field(
+        default="127.0.0.1", description="The address `p2p worker` serves its metrics on."
+    )
+    worker_metrics_port: int = Field(
+        default=9191,
+        ge=0,
+        le=65535,
+        description="The port of `p2p worker`'s `/metrics`; `0` serves none. Under"
+        " `--processes N`, child `i` serves on this port + `i`.",
+    )
 
-    # The rolling audit in the worker: every interval, the next batch of accounts,
-    # payments and deposits; interval 0 turns it off.
-    reconcile_interval_s: float = Field(default=60.0, ge=0)
-    reconcile_batch: int = Field(default=1000, ge=1)
+    reconcile_interval_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How often the worker reconciles the next slice of the ledger; `0`"
+        " turns reconciliation off.",
+    )
+    reconcile_batch: int = Field(
+        default=1000,
+        ge=1,
+        description="Accounts, payments and deposits checked per reconciliation run (each kind).",
+    )
 
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    # Unset: JSON lines for `p2p api` and `p2p worker`, text for the commands people run.
-    log_format: Literal["json", "text"] | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="`DEBUG`, `INFO`, `WARNING` or `ERROR`."
+    )
+    log_format: Literal["json", "text"] | None = Field(
+        default=None,
+        description="`json` (one object per line) or `text`. Unset: `json` for `p2p api` and"
+        " `p2p worker`, `text` for the commands people run (`dev`, `verify`, `bench`).",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -101,3 +200,20 @@ class Settings(BaseSettings):
     def sqlite_path(self) -> str:
         """The file behind ``database_url``: ``sqlite:///./a.db`` is ``./a.db``."""
         return self.database_url.removeprefix("sqlite:///")
+
+
+def markdown_table() -> str:
+    """The settings as the Markdown table of docs/operations.md: variable, default, meaning.
+
+    Raises:
+        ValueError: a field has no description.
+    """
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    prefix = str(Settings.model_config.get("env_prefix", "")).upper()
+    for name, field in Settings.model_fields.items():
+        if not field.description:
+            raise ValueError(f"Settings.{name} has no description: Field(description=...)")
+        default = "unset" if field.default is None else f"`{field.default}`"
+        meaning = field.description.replace("|", "\\|")
+        lines.append(f"| `{prefix}{name.upper()}` | {default} | {meaning} |")
+    return "\n".join(lines) + "\n"

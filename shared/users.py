@@ -21,7 +21,7 @@ from shared.records import ApiKey, Page, User
 
 KEY_PREFIX = "p2p_"
 KEY_PATTERN = r"\bp2p_[0-9a-f]{64}\b"
-"""What a secret scanner should look for (the README says so too)."""
+"""What a secret scanner should look for (docs/operations.md says so too)."""
 _KEY = re.compile(r"p2p_([0-9a-f]{16})([0-9a-f]{48})")
 
 

@@ -64,7 +64,7 @@ def world(client: TestClient, ada: Caller, bob: Caller) -> World:
 class Case:
     """One bad request: changes to a good body, or raw bytes, and the answer expected.
 
-    ``status`` and ``code`` of ``None`` accept any 4xx problem: API.md fixes only that.
+    ``status`` and ``code`` of ``None`` accept any 4xx problem: docs/api.md fixes only that.
     """
 
     name: str

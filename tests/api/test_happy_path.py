@@ -56,7 +56,7 @@ DEPOSIT_FIELDS = {"id", "account_id", "amount", "description", "balance_after", 
 
 
 def _is_utc(text: str) -> bool:
-    """RFC 3339 in UTC, as API.md says times are."""
+    """RFC 3339 in UTC, as docs/api.md says times are."""
     moment = datetime.fromisoformat(text)
     return text.endswith("Z") and moment.utcoffset() == timedelta(0)
 

@@ -22,7 +22,7 @@ from tests.api.support import (
     transfer_body,
 )
 
-# API.md's endpoints, path parameters written as {}.
+# docs/api.md's endpoints, path parameters written as {}.
 CONTRACT = {
     "/users": {"post"},
     "/accounts": {"get", "post"},
