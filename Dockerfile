@@ -8,6 +8,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY api ./api
 COPY worker ./worker
+COPY jobs ./jobs
 COPY shared ./shared
 COPY cli ./cli
 COPY bench ./bench

@@ -18,10 +18,10 @@ from api.metrics import ApiMetrics
 from api.middleware import AuthenticationMiddleware, BodyMiddleware
 from api.routes import accounts, health, payments, users
 from api.waiter import PaymentWaiter
+from jobs.producer import SettlementQueue
 from shared.committer import GroupCommitter
 from shared.db import Database
 from shared.settings import Settings
-from worker.queue import SettlementQueue
 
 
 def create_app(

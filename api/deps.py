@@ -13,11 +13,11 @@ from api.limiter import RateLimiter, rate_limit_headers
 from api.metrics import ApiMetrics
 from api.problems import ApiProblem, unauthorized
 from api.waiter import PaymentWaiter
+from jobs.producer import SettlementQueue
 from shared.committer import Batched, GroupCommitter, Item
 from shared.db import Database
 from shared.records import User
 from shared.settings import Settings
-from worker.queue import SettlementQueue
 
 _IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 # What /openapi.json promises a client: HTTP trims spaces around a header value, so a key

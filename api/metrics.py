@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from worker.queue import SettlementQueue
+from jobs.producer import SettlementQueue
 
 
 class _QueueCollector(Collector):

@@ -21,8 +21,8 @@ from fastapi import FastAPI, Header
 
 from api.schemas import TransferCreate
 from api.server import serve
+from jobs.broker import redis_broker
 from shared.settings import Settings
-from worker.broker import redis_broker
 
 
 def noop_app() -> FastAPI:

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +28,9 @@ from typing import Any
 from bench.database import BenchDatabase, bench_database
 from bench.loadgen import Result, closed_loop, open_loop, percentile, post
 from bench.stack import BenchStack, Child
+from cli.arguments import positive_count
 
+DESCRIPTION = "measure the real stack on loopback against its ceilings"
 HOST = "127.0.0.1"
 # Rate limits on, so that their cost is measured, but too high to ever refuse a submit.
 UNTHROTTLED = {"P2P_RATE_LIMIT_PER_S": "1000000", "P2P_RATE_LIMIT_BURST": "1000000"}
@@ -99,16 +102,15 @@ def _two_or_more(text: str) -> int:
     return count
 
 
-def positive_count(text: str) -> int:
-    """An ``argparse`` type: a whole number of at least 1 (``p2p`` uses it too)."""
-    count = int(text)
-    if count < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return count
-
-
 def _counts(text: str) -> list[int]:
     return [positive_count(part) for part in text.split(",")]
+
+
+def main(argv: Sequence[str]) -> int:
+    """``p2p bench ARGV``."""
+    parser = argparse.ArgumentParser(prog="p2p bench", description=DESCRIPTION)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,16 +12,14 @@ from pydantic import ValidationError
 
 from api.app import create_app
 from api.server import serve
-from bench.run import add_arguments as add_bench_arguments
-from bench.run import positive_count
-from bench.run import run as run_bench
+from cli.arguments import positive_count
 from cli.processes import run_api_processes, run_worker_processes
+from jobs.broker import in_process_broker, redis_broker
+from jobs.producer import SettlementQueue
 from shared.audit import verify
 from shared.db import Database
 from shared.logs import LogFormat, configure_logging
 from shared.settings import Settings
-from worker.broker import in_process_broker, redis_broker
-from worker.queue import SettlementQueue
 from worker.runtime import WorkerRuntime, run_worker
 
 log = logging.getLogger("p2p")
@@ -32,7 +30,11 @@ _LOG_FORMAT: dict[str, LogFormat] = {"api": "json", "worker": "json"}
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    # ``p2p bench``'s own options are ``bench.run``'s, parsed there: the benchmark is
+    # imported only when it is asked for.
+    args, bench_argv = parser.parse_known_args(argv)
+    if args.command != "bench" and bench_argv:
+        parser.error(f"unrecognized arguments: {' '.join(bench_argv)}")
     try:
         settings = Settings()
     except ValidationError as error:
@@ -51,7 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif command == "dev":
         _serve_dev(settings, args.host, args.port)
     elif command == "bench":
-        return run_bench(args)
+        from bench.run import main as run_bench
+
+        return run_bench(bench_argv)
     elif command == "migrate":
         return _migrate(settings)
     else:
@@ -83,13 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "migrate", help="create or upgrade the schema in place (api, worker and dev do it on start)"
     )
-    bench = commands.add_parser(
-        "bench", help="measure the real stack on loopback against its ceilings"
-    )
-    add_bench_arguments(bench)
+    # Its options, ``--help`` too, are left to ``bench.run.main``.
+    commands.add_parser("bench", help=_BENCH_HELP, add_help=False)
     return parser
 
 
+_BENCH_HELP = "measure the real stack on loopback against its ceilings (see p2p bench --help)"
 _PROCESSES_HELP = "run N processes under one supervisor that restarts any that dies (default 1)"
 
 

@@ -10,9 +10,8 @@ from collections.abc import Callable
 
 import dramatiq
 
+from jobs.contract import SETTLE_PAYMENT
 from shared.settings import Settings
-
-SETTLE_PAYMENT = "settle_payment"
 
 SettleActor = dramatiq.Actor[[str], None]
 

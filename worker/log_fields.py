@@ -7,8 +7,8 @@ from typing import Any
 
 import dramatiq
 
+from jobs.contract import payment_id_of
 from shared import logs
-from worker.actors import SETTLE_PAYMENT
 
 
 class MessageLogFields(dramatiq.Middleware):
@@ -25,8 +25,9 @@ class MessageLogFields(dramatiq.Middleware):
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         fields = {"message_id": str(message.message_id)}
-        if message.actor_name == SETTLE_PAYMENT and message.args:
-            fields["payment_id"] = str(message.args[0])
+        payment_id = payment_id_of(message)
+        if payment_id is not None:
+            fields["payment_id"] = payment_id
         self._local.token = logs.begin(**fields)
 
     def after_process_message(

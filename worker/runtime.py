@@ -10,10 +10,10 @@ import threading
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
 
+from jobs.broker import redis_broker
 from shared.db import Database
 from shared.settings import Settings
 from worker.actors import SettleActor, declare_settle_actor
-from worker.broker import redis_broker
 from worker.log_fields import add_message_log_fields
 from worker.metrics import WorkerMetrics, serve_metrics
 from worker.queue_depth import QueueDepth, RedisQueueDepth, queue_depth_of

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from jobs.broker import in_process_broker
+from jobs.producer import SettlementQueue
 from shared.db import Database
 from shared.settings import Settings
 from tests.api.support import Caller, Settle, app_of, idle_queue, make_settings, serve, sign_up
-from worker.broker import in_process_broker
-from worker.queue import SettlementQueue
 from worker.runtime import WorkerRuntime
 
 

@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
+from jobs.producer import SettlementQueue
 from shared.db import Database
 from shared.settings import Settings
-from worker.queue import SettlementQueue
 
 JSON = dict[str, Any]
 

@@ -10,6 +10,8 @@ import pytest
 from dramatiq.brokers.redis import RedisBroker
 from fastapi.testclient import TestClient
 
+from jobs.broker import in_process_broker, redis_broker
+from jobs.producer import SettlementQueue
 from shared.db import Database
 from shared.settings import Settings
 from tests.api.support import (
@@ -27,8 +29,6 @@ from tests.api.support import (
     transfer,
     transfer_body,
 )
-from worker.broker import in_process_broker, redis_broker
-from worker.queue import SettlementQueue
 from worker.runtime import WorkerRuntime
 
 CLOSED_PORT_REDIS = "redis://127.0.0.1:1/0"

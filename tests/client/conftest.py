@@ -10,12 +10,12 @@ import pytest
 from fastapi import FastAPI
 
 from api.app import create_app
+from jobs.broker import in_process_broker
+from jobs.producer import SettlementQueue
 from shared.db import Database
 from shared.settings import Settings
 from tests.api.support import make_settings
 from tests.client.support import served
-from worker.broker import in_process_broker
-from worker.queue import SettlementQueue
 from worker.runtime import WorkerRuntime
 
 

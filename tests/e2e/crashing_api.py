@@ -14,10 +14,10 @@ import sys
 
 from api.app import create_app
 from api.server import serve
+from jobs.broker import redis_broker
+from jobs.producer import SettlementQueue
 from shared.db import Database
 from shared.settings import Settings
-from worker.broker import redis_broker
-from worker.queue import SettlementQueue
 
 CRASH_EXIT_CODE = 70
 

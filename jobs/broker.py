@@ -36,7 +36,7 @@ def ping(broker: object) -> None:
 def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[None]]) -> None:
     """``broker.enqueue`` each message; on Redis in one round trip, a pipeline of the
     calls ``RedisBroker.enqueue`` makes one at a time: its ``dispatch`` script, with the
-    arguments it passes (dramatiq is pinned; ``tests/worker/test_broker.py`` holds the
+    arguments it passes (dramatiq is pinned; ``tests/jobs/test_broker.py`` holds the
     two to the same result).
 
     The script is called by its sha (``EVALSHA``), not as a ``Script``: a pipeline holding

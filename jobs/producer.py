@@ -17,8 +17,8 @@ import time
 
 import dramatiq
 
-from worker.actors import SETTLE_PAYMENT
-from worker.broker import enqueue_all, ping, unique_ids
+from jobs.broker import enqueue_all, ping, unique_ids
+from jobs.contract import settle_message
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +86,8 @@ class SettlementQueue:
         if time.monotonic() < self._down_until:
             self.failures += len(payment_ids)
             return
-        messages: list[dramatiq.Message[None]] = [
-            dramatiq.Message(
-                queue_name=self._queue_name,
-                actor_name=SETTLE_PAYMENT,
-                args=(payment_id,),
-                kwargs={},
-                options={},
-                message_id=message_id,
-            )
+        messages = [
+            settle_message(self._queue_name, payment_id, message_id)
             for payment_id, message_id in zip(
                 payment_ids, unique_ids(len(payment_ids)), strict=True
             )

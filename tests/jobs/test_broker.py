@@ -13,8 +13,8 @@ import pytest
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
+from jobs.broker import enqueue_all, unique_ids
 from tests.conftest import RedisServer
-from worker.broker import enqueue_all, unique_ids
 
 QUEUE = "broker-test"
 
