@@ -198,3 +198,28 @@ def test_a_copy_taken_while_the_source_is_written_is_one_consistent_snapshot(
             thread.join()
     assert result.returncode == 0, result.stdout + result.stderr
     assert "the ledger holds" in result.stdout
+
+
+def test_a_copy_the_target_refuses_part_way_leaves_it_empty(
+    stack: Stack, postgres_server: PostgresServer
+) -> None:
+    _ledger_with_pending_payments(stack)
+    name = postgres_server.new_database(migrated=True)
+    target = postgres_server.url_for(name)
+    try:
+        with psycopg.connect(target, autocommit=True) as conn:  # refuses the 100-cent payments
+            conn.execute("ALTER TABLE payments ADD CONSTRAINT small CHECK (amount < 100)")
+
+        result = copy(stack.database_url, target)
+
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "copy: failed, nothing was written: CheckViolation" in result.stderr
+        assert "copy: users: " in result.stderr  # the tables before it were copied, then undone
+        assert all(rows == [] for rows in _rows(target).values())
+        with psycopg.connect(target) as conn:  # and the ledger's triggers are on again
+            (disabled,) = conn.execute(
+                "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal AND tgenabled = 'D'"
+            ).fetchone() or (None,)
+        assert disabled == 0
+    finally:
+        postgres_server.drop(name)
