@@ -19,8 +19,8 @@ from api.middleware import AuthenticationMiddleware, BodyMiddleware
 from api.routes import accounts, health, payments, users
 from api.waiter import PaymentWaiter
 from shared.committer import GroupCommitter
-from shared.db import Database
 from shared.settings import Settings
+from shared.store import Database
 from worker.queue import SettlementQueue
 
 

@@ -14,9 +14,9 @@ from api.metrics import ApiMetrics
 from api.problems import ApiProblem, unauthorized
 from api.waiter import PaymentWaiter
 from shared.committer import Batched, GroupCommitter, Item
-from shared.db import Database
 from shared.records import User
 from shared.settings import Settings
+from shared.store import Database
 from worker.queue import SettlementQueue
 
 _IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")

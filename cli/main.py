@@ -17,9 +17,9 @@ from bench.run import positive_count
 from bench.run import run as run_bench
 from cli.processes import run_api_processes, run_worker_processes
 from shared.audit import verify
-from shared.db import Database
 from shared.logs import LogFormat, configure_logging
 from shared.settings import Settings
+from shared.store.opening import open_store
 from worker.broker import in_process_broker, redis_broker
 from worker.queue import SettlementQueue
 from worker.runtime import WorkerRuntime, run_worker
@@ -94,7 +94,7 @@ _PROCESSES_HELP = "run N processes under one supervisor that restarts any that d
 
 
 def _serve_api(settings: Settings, host: str, port: int, fd: int | None) -> None:
-    db = Database.from_settings(settings)
+    db = open_store(settings)
     db.migrate()
     broker = redis_broker(settings.redis_url, timeout_s=settings.redis_timeout_s)
     queue = SettlementQueue(broker, settings.queue_name)
@@ -107,7 +107,7 @@ def _serve_api(settings: Settings, host: str, port: int, fd: int | None) -> None
 
 
 def _serve_dev(settings: Settings, host: str, port: int) -> None:
-    db = Database.from_settings(settings)
+    db = open_store(settings)
     db.migrate()
     runtime = WorkerRuntime(settings, in_process_broker(), db)
     runtime.start()
@@ -123,7 +123,7 @@ def _serve_dev(settings: Settings, host: str, port: int) -> None:
 
 
 def _migrate(settings: Settings) -> int:
-    db = Database.from_settings(settings)
+    db = open_store(settings)
     try:
         before = db.schema_version()
         after = db.migrate()
@@ -137,7 +137,7 @@ def _migrate(settings: Settings) -> int:
 
 
 def _verify(settings: Settings) -> int:
-    db = Database.from_settings(settings)
+    db = open_store(settings)
     db.migrate()
     violations = verify(db)
     db.close()

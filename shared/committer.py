@@ -24,8 +24,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from shared.db import Database
-from shared.dialect import Connection, dialect_of
+from shared.store import Connection, Database
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ class GroupCommitter:
 
     def __init__(self, db: Database, *, max_group: int = MAX_GROUP) -> None:
         self._db = db
-        self._max_group = max_group if db.dialect.shares_write_transactions else 1
+        self._max_group = min(max_group, db.engine.writes_per_transaction or max_group)
         self._writes: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         self.groups = 0
         """Transactions committed so far (each a group of writes)."""
@@ -184,7 +183,7 @@ def _apply_alone(conn: Connection, write: _Write) -> _Outcome:
     conn.execute("SAVEPOINT write")
     try:
         value = write.work(conn)
-    except dialect_of(conn).conflict_error:
+    except conn.engine.conflict_error:
         raise
     except Exception as error:
         conn.execute("ROLLBACK TO write")
@@ -201,7 +200,7 @@ def _apply_together(conn: Connection, many: Batched[Any, Any], run: list[_Write]
     conn.execute("SAVEPOINT writes")
     try:
         results = many(conn, [write.item for write in run])
-    except dialect_of(conn).conflict_error:
+    except conn.engine.conflict_error:
         raise
     except Exception:
         log.warning("a batch of %d writes failed; each is tried alone", len(run), exc_info=True)

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from shared.db import Database
 from shared.settings import Settings
+from shared.store import Database
 from tests.api.support import Caller, Settle, app_of, idle_queue, make_settings, serve, sign_up
 from worker.broker import in_process_broker
 from worker.queue import SettlementQueue

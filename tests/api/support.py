@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
-from shared.db import Database
 from shared.settings import Settings
+from shared.store import Database
 from worker.queue import SettlementQueue
 
 JSON = dict[str, Any]

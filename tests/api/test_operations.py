@@ -10,8 +10,8 @@ import pytest
 from dramatiq.brokers.redis import RedisBroker
 from fastapi.testclient import TestClient
 
-from shared.db import Database
 from shared.settings import Settings
+from shared.store import Database
 from tests.api.support import (
     accepted,
     app_of,

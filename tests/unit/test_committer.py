@@ -12,10 +12,9 @@ import pytest
 
 from shared import accounts, payments
 from shared.committer import GroupCommitter
-from shared.db import Database
-from shared.dialect import Connection
 from shared.errors import NotFound
 from shared.records import Payment
+from shared.store import Connection, Database
 from tests.unit.helpers import Customer, reopened
 
 
@@ -250,7 +249,7 @@ def test_a_batch_that_fails_is_undone_and_each_write_runs_alone(
 
     first, bad, last = asyncio.run(main())
 
-    assert isinstance(bad, db.dialect.integrity_error)
+    assert isinstance(bad, db.engine.integrity_error)
     assert isinstance(first, str)
     assert isinstance(last, str)
     opened = {row[0] for row in db.connection().execute("SELECT id FROM accounts")}

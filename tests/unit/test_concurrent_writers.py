@@ -14,11 +14,11 @@ import pytest
 from shared import accounts
 from shared.audit import verify
 from shared.committer import GroupCommitter
-from shared.db import Database
 from shared.engine import settle_pending
 from shared.errors import EmailTaken
 from shared.payments import Transfer, submit_transfer
 from shared.records import PaymentStatus
+from shared.store import Database
 from shared.users import sign_up
 from tests.unit.helpers import Customer, balance_of, count_rows, pay, reopened
 

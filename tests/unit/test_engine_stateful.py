@@ -35,7 +35,6 @@ from hypothesis.stateful import (
 from shared import accounts
 from shared.accounts import MAX_BALANCE
 from shared.audit import verify
-from shared.db import SQLiteDatabase
 from shared.engine import settle_payment, settle_pending
 from shared.errors import (
     AccountFrozen,
@@ -48,6 +47,7 @@ from shared.errors import (
 )
 from shared.payments import Transfer, submit_transfer
 from shared.records import AccountStatus
+from shared.store.sqlite import SQLiteDatabase
 from shared.users import sign_up
 from tests import fuzz_budget
 
