@@ -22,12 +22,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from shared.store import Connection, Database
 
 log = logging.getLogger(__name__)
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
 MAX_GROUP = 256
@@ -55,7 +56,9 @@ exception in the list is that item's failure, and such an item wrote nothing."""
 
 
 class GroupCommitter:
-    """Runs write functions ``fn(conn, *args)`` in shared transactions on one thread."""
+    """Runs write functions ``fn(conn, *args, **kwargs)`` in shared transactions on one
+    thread. Each takes the ``fn`` and its arguments apart, so that a type checker checks
+    the arguments against ``fn``."""
 
     def __init__(self, db: Database, *, max_group: int = MAX_GROUP) -> None:
         self._db = db
@@ -66,22 +69,29 @@ class GroupCommitter:
         self._thread = threading.Thread(target=self._run, name="p2p-group-commit", daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+    def submit(
+        self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Future[T]:
         """Queue ``fn(conn, *args, **kwargs)``; the future holds its result once committed."""
         future: Future[T] = Future()
         self._writes.put(_Write(lambda conn: fn(conn, *args, **kwargs), future))
         return future
 
     def submit_async(
-        self,
-        fn: Callable[..., T],
-        /,
-        *args: Any,
-        then: Callable[[T], None] | None = None,
-        **kwargs: Any,
+        self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
     ) -> asyncio.Future[T]:
         """``submit`` from an event loop: the future is of that loop. Every future of one
-        loop that a commit resolves is resolved in one call onto it, not one each.
+        loop that a commit resolves is resolved in one call onto it, not one each."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._writes.put(_Write(lambda conn: fn(conn, *args, **kwargs), future))
+        return future
+
+    def submit_batched_async(
+        self, many: Batched[Item, T], item: Item, *, then: Callable[[T], None] | None = None
+    ) -> asyncio.Future[T]:
+        """``submit_async`` of ``many(conn, [item])``, except that consecutive writes of
+        one commit with the same ``many`` are run by one call, with all their items.
 
         ``then(result)`` runs on the writer thread right after the commit, before the
         future resolves: a hand-off that should not wait for the loop (it must be quick,
@@ -89,22 +99,14 @@ class GroupCommitter:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._writes.put(_Write(lambda conn: fn(conn, *args, **kwargs), future, then))
-        return future
-
-    def submit_batched_async(
-        self, many: Batched[Item, T], item: Item, *, then: Callable[[T], None] | None = None
-    ) -> asyncio.Future[T]:
-        """``submit_async`` of ``many(conn, [item])``, except that consecutive writes of
-        one commit with the same ``many`` are run by one call, with all their items."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
         self._writes.put(
             _Write(lambda conn: _alone(many, conn, item), future, then, many=many, item=item)
         )
         return future
 
-    def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    def run(
+        self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
         """``submit``, then wait for the commit."""
         return self.submit(fn, *args, **kwargs).result()
 
