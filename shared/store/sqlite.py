@@ -99,13 +99,27 @@ class SQLiteDatabase(Database):
             )
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._use_wal(conn)
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
             self._local.conn = conn
             with self._lock:
                 self._opened.append(conn)
         return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch a new file to WAL (the mode is stored in the file: once is enough).
+
+        The switch takes the file's exclusive lock. Two connections switching at once
+        would each hold the shared lock the other must see go, and SQLite fails one of
+        them at once with "database is locked", whatever the busy timeout: that is what
+        an API and a worker starting together on a new file did. So the switch is made
+        under the writer lock, one process after the other; the next one finds WAL.
+        """
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            return
+        with self._writer:
+            conn.execute("PRAGMA journal_mode = WAL")
 
     @contextmanager
     def write(self) -> Iterator[SQLiteConnection]:
