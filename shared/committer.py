@@ -57,8 +57,8 @@ exception in the list is that item's failure, and such an item wrote nothing."""
 
 class GroupCommitter:
     """Runs write functions ``fn(conn, *args, **kwargs)`` in shared transactions on one
-    thread. Each takes the ``fn`` and its arguments apart, so that a type checker checks
-    the arguments against ``fn``."""
+    thread. ``fn`` and its arguments are passed separately (a ``ParamSpec``), so that
+    mypy checks the arguments against ``fn``."""
 
     def __init__(self, db: Database, *, max_group: int = MAX_GROUP) -> None:
         self._db = db

@@ -217,7 +217,7 @@ def _made_before(conn: Connection, requests: Sequence[TransferRequest]) -> _Made
     wanted = list({(r.transfer.from_account_id, r.idempotency_key) for r in requests})
     made: _Made = {}
     for chunk in chunks(wanted):
-        if len(chunk) == 1:  # one key (a submit alone): the plain lookup plans faster
+        if len(chunk) == 1:  # one key: the one-row form, as in ``change_pending_out``
             found = conn.execute(
                 "SELECT * FROM payments WHERE from_account_id = ? AND idempotency_key = ?",
                 chunk[0],
