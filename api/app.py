@@ -20,8 +20,8 @@ from api.routes import accounts, health, payments, users
 from api.waiter import PaymentWaiter
 from jobs.producer import SettlementQueue
 from shared.committer import GroupCommitter
-from shared.db import Database
 from shared.settings import Settings
+from shared.store import Database
 
 
 def create_app(

@@ -6,13 +6,12 @@ gets past ``401``, not even to a ``422``.
 
 from __future__ import annotations
 
-import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import KEY_REQUIRED, problem
 from shared import logs
-from shared.db import Database
 from shared.records import User
+from shared.store import Database
 from shared.users import authenticate, key_id_of
 
 PUBLIC_PATHS = frozenset(
@@ -80,10 +79,8 @@ class AuthenticationMiddleware:
     in ``request.state.api_key_id``, or answers ``401``.
 
     The key is looked up on every request, so a revoked key is refused at once by every
-    API process. On SQLite the lookup runs right here on the event loop: it is one
-    indexed read on this thread's connection, which in WAL mode never waits for a
-    writer, and costs less than handing it to a thread. On PostgreSQL it is a round trip
-    that may wait for a pooled connection, so it runs on a thread.
+    API process. It is one indexed read, run as the store says a read from the event
+    loop should be (``Database.read_from_event_loop``).
     """
 
     def __init__(self, app: ASGIApp, db: Database) -> None:
@@ -109,9 +106,7 @@ class AuthenticationMiddleware:
         await self.app(scope, receive, send)
 
     async def _authenticate(self, token: str) -> User | None:
-        if self.db.dialect.local_reads:
-            return authenticate(self.db, token)
-        return await anyio.to_thread.run_sync(authenticate, self.db, token)
+        return await self.db.read_from_event_loop(authenticate, self.db, token)
 
 
 def _declares_json(scope: Scope) -> bool:

@@ -20,9 +20,9 @@ from cli.processes import run_api_processes, run_worker_processes
 from jobs.broker import in_process_broker, redis_broker
 from jobs.producer import SettlementQueue
 from shared.audit import verify
-from shared.db import Database
 from shared.logs import LogFormat, configure_logging
 from shared.settings import Settings
+from shared.store.opening import open_store
 from worker.runtime import WorkerRuntime, run_worker
 
 log = logging.getLogger("p2p")
@@ -119,7 +119,7 @@ _PROCESSES_HELP = "run N processes under one supervisor that restarts any that d
 
 
 def _serve_api(settings: Settings, host: str, port: int, fd: int | None) -> None:
-    db = Database.from_settings(settings)
+    db = open_store(settings)
     db.migrate()
     broker = redis_broker(settings.redis_url, timeout_s=settings.redis_timeout_s)
     queue = SettlementQueue(broker, settings.queue_name)
@@ -132,7 +132,7 @@ def _serve_api(settings: Settings, host: str, port: int, fd: int | None) -> None
 
 
 def _serve_dev(settings: Settings, host: str, port: int) -> None:
-    db = Database.from_settings(settings)
+    db = open_store(settings)
     db.migrate()
     runtime = WorkerRuntime(settings, in_process_broker(), db)
     runtime.start()
@@ -148,7 +148,7 @@ def _serve_dev(settings: Settings, host: str, port: int) -> None:
 
 
 def _migrate(settings: Settings) -> int:
-    db = Database.from_settings(settings)
+    db = open_store(settings)
     try:
         before = db.schema_version()
         after = db.migrate()
@@ -162,7 +162,7 @@ def _migrate(settings: Settings) -> int:
 
 
 def _verify(settings: Settings) -> int:
-    db = Database.from_settings(settings)
+    db = open_store(settings)
     db.migrate()
     violations = verify(db)
     db.close()

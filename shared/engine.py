@@ -17,9 +17,8 @@ from datetime import datetime, timedelta
 
 from shared.accounts import MAX_BALANCE, change_pending_out
 from shared.clock import from_text, new_id, to_text, utcnow
-from shared.db import Database
-from shared.dialect import Connection, Row, chunks, dialect_of, marks, rows
 from shared.records import AccountStatus, FailureCode, Payment, PaymentStatus
+from shared.store import Connection, Database, Row, chunks, marks, rows
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +45,8 @@ def settle_payment(
 
 def _settle_one(conn: Connection, payment_id: str) -> tuple[Payment | None, bool]:
     """The payment as it is after this, and whether this settled it."""
-    row = conn.execute(
-        "SELECT * FROM payments WHERE id = ?" + dialect_of(conn).for_update, (payment_id,)
-    ).fetchone()
+    select = conn.engine.select_for_update("SELECT * FROM payments WHERE id = ?")
+    row = conn.execute(select, (payment_id,)).fetchone()
     if row is None:
         return None, False
     payment = Payment.from_row(row)
@@ -116,11 +114,10 @@ def _oldest_pending(
     are skipped, so concurrent workers each take their own oldest."""
     cutoff = None if older_than is None else to_text(now - older_than)
     skipping = f" AND id NOT IN ({marks(len(skip))})" if skip else ""
-    rows = conn.execute(
-        f"SELECT * FROM payments WHERE status = 'pending'{skipping} ORDER BY seq LIMIT ?"
-        + (dialect_of(conn).claim if claim else ""),
-        (*skip, limit),
-    ).fetchall()
+    select = f"SELECT * FROM payments WHERE status = 'pending'{skipping} ORDER BY seq LIMIT ?"
+    if claim:
+        select = conn.engine.select_to_claim(select)
+    rows = conn.execute(select, (*skip, limit)).fetchall()
     return [row for row in rows if cutoff is None or row["created_at"] <= cutoff]
 
 
@@ -249,7 +246,7 @@ class _Account:
 
 def _lock_accounts(conn: Connection, payments: Collection[Payment]) -> dict[str, _Account]:
     """Every account these payments touch, read and locked for the transaction."""
-    rows = dialect_of(conn).lock_accounts(
+    rows = conn.engine.lock_accounts(
         conn,
         {payment.from_account_id for payment in payments}
         | {payment.to_account_id for payment in payments},

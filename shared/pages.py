@@ -6,9 +6,9 @@ import base64
 import binascii
 from collections.abc import Callable
 
-from shared.dialect import Row
 from shared.errors import InvalidCursor
 from shared.records import Page, T
+from shared.store import Row
 
 _PREFIX = "c1:"
 BEFORE_ANY = 2**63 - 1

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 
 from shared.accounts import MAX_BALANCE, change_pending_out, find_accounts, owned_account
 from shared.clock import from_text, new_id, to_text, utcnow
-from shared.db import Database
-from shared.dialect import Connection, chunks, dialect_of, marks, rows
 from shared.errors import (
     BalanceLimitExceeded,
     CurrencyMismatch,
@@ -20,6 +18,7 @@ from shared.errors import (
 from shared.idempotency import fingerprint
 from shared.pages import cursor_bound, page_of
 from shared.records import AccountState, Page, Payment, PaymentStatus
+from shared.store import Connection, Database, chunks, marks, rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,17 +203,13 @@ def _accept(
 
 
 def _accounts(conn: Connection, requests: Sequence[TransferRequest]) -> dict[str, AccountState]:
-    """The accounts of both sides, by id. Where a write locks rows (PostgreSQL), the
-    senders' are locked first, always in id order, so that two writers never wait for
-    each other: their ``pending_out`` is read to be changed, and a concurrent transfer
-    with the same key (another API process) waits here, then replays the one that got
-    in first. The receivers' are only read. SQLite reads them all at once: ``BEGIN
-    IMMEDIATE`` holds every row already."""
+    """The accounts of both sides, by id. The senders' are locked, always in id order,
+    so that two writers never wait for each other: their ``pending_out`` is read to be
+    changed, and a concurrent transfer with the same key (another API process) waits
+    here, then replays the one that got in first. The receivers' are only read."""
     senders = {request.transfer.from_account_id for request in requests}
-    receivers = {request.transfer.to_account_id for request in requests} - senders
-    if not dialect_of(conn).for_update:
-        return find_accounts(conn, senders | receivers)
-    return find_accounts(conn, senders, lock=True) | find_accounts(conn, receivers)
+    receivers = {request.transfer.to_account_id for request in requests}
+    return find_accounts(conn, senders | receivers, lock=senders)
 
 
 def _made_before(conn: Connection, requests: Sequence[TransferRequest]) -> _Made:
@@ -222,7 +217,7 @@ def _made_before(conn: Connection, requests: Sequence[TransferRequest]) -> _Made
     wanted = list({(r.transfer.from_account_id, r.idempotency_key) for r in requests})
     made: _Made = {}
     for chunk in chunks(wanted):
-        if len(chunk) == 1:  # a submit on PostgreSQL, which commits each alone
+        if len(chunk) == 1:  # one key: the one-row form, as in ``change_pending_out``
             found = conn.execute(
                 "SELECT * FROM payments WHERE from_account_id = ? AND idempotency_key = ?",
                 chunk[0],

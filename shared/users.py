@@ -13,11 +13,10 @@ import re
 import secrets
 
 from shared.clock import new_id, to_text, utcnow
-from shared.db import Database
-from shared.dialect import Connection
 from shared.errors import EmailTaken, LastApiKey, NotFound
 from shared.pages import cursor_bound, page_of
 from shared.records import ApiKey, Page, User
+from shared.store import Connection, Database
 
 KEY_PREFIX = "p2p_"
 KEY_PATTERN = r"\bp2p_[0-9a-f]{64}\b"

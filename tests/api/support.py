@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
 from jobs.producer import SettlementQueue
-from shared.db import Database
 from shared.settings import Settings
+from shared.store import Database
 
 JSON = dict[str, Any]
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from shared.db import Database
 from shared.settings import Settings
+from shared.store import Database
+from shared.store.opening import open_store
 from shared.users import KEY_PATTERN
 from tests.api.support import (
     JSON,
@@ -191,7 +192,7 @@ def test_a_key_revoked_through_one_api_process_is_refused_by_another_at_once(
     tmp_path: Path,
 ) -> None:
     settings = make_settings(tmp_path)
-    first_db, second_db = Database.from_settings(settings), Database.from_settings(settings)
+    first_db, second_db = open_store(settings), open_store(settings)
     first_db.migrate()
     with _api(settings, first_db) as first, _api(settings, second_db) as second:
         ada = sign_up(first, "Ada")

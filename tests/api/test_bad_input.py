@@ -13,7 +13,7 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
-from shared.db import Database
+from shared.store import Database
 from tests.api.support import (
     JSON,
     Caller,

@@ -12,8 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from shared.db import Database
 from shared.settings import Settings
+from shared.store import Database
+from shared.store.opening import open_store
 from tests.api.support import (
     JSON,
     Caller,
@@ -209,7 +210,7 @@ def test_two_api_processes_share_one_limit_through_redis(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     settings = make_settings(tmp_path, redis_url=redis_server.url, **TWO_PER_100_S)
-    db = Database.from_settings(settings)
+    db = open_store(settings)
     db.migrate()
     with _api(settings, db) as first, _api(settings, db) as second:
         ada = sign_up(first, "Ada")
@@ -227,7 +228,7 @@ def test_without_redis_submits_are_still_accepted_and_limited_by_the_process(
 ) -> None:
     nobody = f"redis://127.0.0.1:{free_port()}/0"
     settings = make_settings(tmp_path, redis_url=nobody, **TWO_PER_100_S)
-    db = Database.from_settings(settings)
+    db = open_store(settings)
     db.migrate()
     with _api(settings, db) as client:
         ada = sign_up(client, "Ada")

@@ -16,8 +16,8 @@ from api.app import create_app
 from api.server import serve
 from jobs.broker import redis_broker
 from jobs.producer import SettlementQueue
-from shared.db import Database
 from shared.settings import Settings
+from shared.store.opening import open_store
 
 CRASH_EXIT_CODE = 70
 
@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     logging.basicConfig(level=settings.log_level)
-    db = Database.from_settings(settings)
+    db = open_store(settings)
     db.migrate()
     broker = redis_broker(settings.redis_url, timeout_s=settings.redis_timeout_s)
     queue = CrashBeforeEnqueue(broker, settings.queue_name)

@@ -7,21 +7,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pytest
 
 from shared import accounts
 from shared.audit import verify
 from shared.committer import GroupCommitter
-from shared.db import Database
 from shared.engine import settle_pending
 from shared.errors import EmailTaken
 from shared.payments import Transfer, submit_transfer
 from shared.records import PaymentStatus
+from shared.store import Connection, Database
 from shared.users import sign_up
 from tests.unit.helpers import Customer, balance_of, count_rows, pay, reopened
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
 DEADLINE_S = 30.0
@@ -35,7 +36,13 @@ def other(db: Database) -> Iterator[Database]:
     database.close()
 
 
-def _race(first: Database, second: Database, fn: Callable[..., T], *args: Any) -> tuple[T, T]:
+def _race(
+    first: Database,
+    second: Database,
+    fn: Callable[Concatenate[Connection, P], T],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> tuple[T, T]:
     """``fn`` in a transaction on ``first`` held open until ``second`` has started the
     same write (and, with a lock, waits for it); then both commit."""
     entered = threading.Event()
@@ -43,7 +50,7 @@ def _race(first: Database, second: Database, fn: Callable[..., T], *args: Any) -
 
     def held() -> T:
         with first.write() as conn:
-            value = fn(conn, *args)
+            value = fn(conn, *args, **kwargs)
             entered.set()
             assert release.wait(DEADLINE_S)
             return value
@@ -51,7 +58,7 @@ def _race(first: Database, second: Database, fn: Callable[..., T], *args: Any) -
     with ThreadPoolExecutor(2) as pool:
         one = pool.submit(held)
         assert entered.wait(DEADLINE_S)
-        two: Future[T] = pool.submit(second.run, fn, *args)
+        two: Future[T] = pool.submit(second.run, fn, *args, **kwargs)
         # The second blocks on the first's lock: on SQLite the writer lock, on PostgreSQL
         # the sender's (or the email's) row. It cannot finish before the first commits.
         with pytest.raises(TimeoutError):
@@ -161,7 +168,7 @@ def test_api_writes_from_two_processes_locking_in_opposite_orders_never_deadlock
     try:
         gates = [threading.Event(), threading.Event()]
         for writer, gate in zip((one, two), gates, strict=True):
-            writer.submit(lambda conn, gate=gate: gate.wait(DEADLINE_S))  # queue the next two
+            writer.submit(_wait_for, gate)  # queue the next two
         futures = [
             one.submit(lock(alice.main.id, then_wait=True)),
             one.submit(lock(bob.main.id)),
@@ -177,3 +184,7 @@ def test_api_writes_from_two_processes_locking_in_opposite_orders_never_deadlock
 
     assert results == [alice.main.id, bob.main.id, bob.main.id, alice.main.id]
     assert (one.groups, two.groups) == (3, 3)  # the gate, then each write alone
+
+
+def _wait_for(conn: Connection, gate: threading.Event) -> bool:
+    return gate.wait(DEADLINE_S)

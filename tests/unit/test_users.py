@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from shared.db import Database
 from shared.errors import EmailTaken, LastApiKey, NotFound
+from shared.store import Database
 from shared.users import (
     KEY_PATTERN,
     KEY_PREFIX,
