@@ -7,7 +7,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-MIB = 1024 * 1024
+KIB = 1024
+MIB = 1024 * KIB
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
@@ -21,6 +22,36 @@ class Settings(BaseSettings):
     max_amount: int = Field(default=10**12, ge=1, le=2**62)
     max_body_bytes: int = Field(default=MIB, ge=1024)
 
+    # What the HTTP server itself refuses, before the application sees a request.
+    max_header_bytes: int = Field(
+        default=8 * KIB,
+        ge=256,
+        le=MIB,
+        description="The largest header field (name and value) a request may carry:"
+        " past it, `431`.",
+    )
+    max_head_bytes: int = Field(
+        default=32 * KIB,
+        ge=1024,
+        le=16 * MIB,
+        description="The largest request head (request line and every header field"
+        " together): past it, `431`.",
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a connection has to send a whole request head, from its"
+        " first byte (or from connecting): then `408` and the connection is closed.",
+    )
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a request has to send its whole body once its head is in:"
+        " then `408` and the connection is closed.",
+    )
+
     sqlite_synchronous: Literal["FULL", "EXTRA", "NORMAL"] = "FULL"
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
     # Connections each process keeps to PostgreSQL, at most (P2P_DATABASE_URL=postgresql://).
@@ -30,10 +61,32 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(default=0.5, gt=0)
     queue_name: str = "payments"
 
-    # Per API key, on transfers and deposits: a sustained rate and the burst allowed on
-    # top of it (GCRA). Either one 0 turns the limit off.
+    # Per user (all of its API keys together), on transfers and deposits: a sustained
+    # rate and the burst allowed on top of it (GCRA). Either one 0 turns the limit off.
     rate_limit_per_s: float = Field(default=100.0, ge=0, le=1_000_000)
     rate_limit_burst: int = Field(default=100, ge=0, le=1_000_000)
+
+    max_api_keys: int = Field(
+        default=10,
+        ge=1,
+        le=10_000,
+        description="Live (not revoked) API keys one user may hold: one more is"
+        " `409 too_many_api_keys`.",
+    )
+    signup_rate_limit_per_hour: float = Field(
+        default=10.0,
+        ge=0,
+        le=1_000_000_000,
+        description="Sign-ups (`POST /users`) per hour from one client address,"
+        " sustained; `0` turns the limit off.",
+    )
+    signup_rate_limit_burst: int = Field(
+        default=10,
+        ge=0,
+        le=1_000_000_000,
+        description="Sign-ups one client address may make at once, from idle;"
+        " `0` turns the limit off.",
+    )
 
     worker_threads: int = Field(default=1, ge=1)
     worker_prefetch: int = Field(default=64, ge=1)
