@@ -304,15 +304,17 @@ def list_payments(
 
     Raises:
         NotFound: ``account_id`` is not one of the caller's accounts.
-        InvalidCursor: the cursor was not handed out by this service.
+        InvalidCursor: the cursor was not handed out for the caller's payments.
     """
-    before = cursor_bound(cursor)
     with db.read() as conn:
         if account_id is None:
             column, owner = "user_id", user_id
         else:
             owned_account(conn, user_id, account_id)
             column, owner = "account_id", account_id
+        before = cursor_bound(
+            conn, cursor, "payments", "from_user_id = ? OR to_user_id = ?", user_id, user_id
+        )
         status_clause = "" if status is None else "AND status = :status"
         rows = conn.execute(
             f"""

@@ -80,15 +80,17 @@ def create_api_key(conn: Connection, user_id: str) -> tuple[ApiKey, str]:
 
 
 def list_api_keys(db: Database, user_id: str, *, limit: int, cursor: str | None) -> Page[ApiKey]:
-    """The user's keys, revoked ones too, newest first."""
-    rows = (
-        db.connection()
-        .execute(
-            "SELECT * FROM api_keys WHERE user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-            (user_id, cursor_bound(cursor), limit + 1),
-        )
-        .fetchall()
-    )
+    """The user's keys, revoked ones too, newest first.
+
+    Raises:
+        InvalidCursor: the cursor was not handed out for this list.
+    """
+    conn = db.connection()
+    before = cursor_bound(conn, cursor, "api_keys", "user_id = ?", user_id)
+    rows = conn.execute(
+        "SELECT * FROM api_keys WHERE user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+        (user_id, before, limit + 1),
+    ).fetchall()
     return page_of(rows, limit, ApiKey.from_row)
 
 
