@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from shared import failures
 from shared.accounts import MAX_BALANCE, change_pending_out, find_accounts, owned_account
 from shared.clock import from_text, new_id, to_text, utcnow
 from shared.db import Database
-from shared.dialect import Connection, chunks, dialect_of, marks, rows
+from shared.dialect import Connection, Row, chunks, dialect_of, marks, rows
 from shared.errors import (
     BalanceLimitExceeded,
     CurrencyMismatch,
@@ -179,7 +180,12 @@ def _accept(
         raise NotFound(f"no account {transfer.to_account_id}")
     for account in (sender, receiver):
         if account.currency != transfer.currency:
-            raise CurrencyMismatch(f"account {account.id} does not hold {transfer.currency}")
+            if account.user_id != request.user_id:
+                # Which currency another user's account holds is theirs to know.
+                raise CurrencyMismatch("the receiving account does not hold this currency")
+            raise CurrencyMismatch(
+                f"account {account.id} holds {account.currency}, not {transfer.currency}"
+            )
     if pending_out[sender.id] > MAX_BALANCE - transfer.amount:
         raise BalanceLimitExceeded(
             f"account {sender.id} has too much pending to accept another transfer"
@@ -237,8 +243,9 @@ def _made_before(conn: Connection, requests: Sequence[TransferRequest]) -> _Made
                 [value for pair in chunk for value in pair],
             )
         for row in found:
+            # A replay is answered to the sender's owner: the one who may use its key.
             made[(row["from_account_id"], row["idempotency_key"])] = (
-                Payment.from_row(row),
+                _seen_by(row, row["from_user_id"]),
                 row["request_hash"],
             )
     return made
@@ -270,7 +277,7 @@ def get_payment(db: Database, user_id: str, payment_id: str) -> Payment:
     )
     if row is None:
         raise NotFound(f"no payment {payment_id}")
-    return Payment.from_row(row)
+    return _seen_by(row, user_id)
 
 
 def settled_among(db: Database, payment_ids: list[str]) -> list[Payment]:
@@ -329,4 +336,13 @@ def list_payments(
             """,
             {"owner": owner, "before": before, "n": limit + 1, "status": status},
         ).fetchall()
-    return page_of(rows, limit, Payment.from_row)
+    return page_of(rows, limit, lambda row: _seen_by(row, user_id))
+
+
+def _seen_by(row: Row, user_id: str) -> Payment:
+    """The payment as ``user_id``, the owner of one side or both, may read it."""
+    return failures.as_seen_by(
+        Payment.from_row(row),
+        owns_sender=row["from_user_id"] == user_id,
+        owns_receiver=row["to_user_id"] == user_id,
+    )
