@@ -63,6 +63,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _head_refusal: str | None = None
     _refused = False
     """Answered ``408`` or ``431``: what the client still sends is dropped."""
+    _dropped = 0
     _deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -76,6 +77,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
+            self._dropped += len(data)
+            if self._dropped > _LINGER_BYTES:
+                self.transport.close()
             return
         self._unset_keepalive_if_required()
         if self._in_head:
@@ -204,8 +208,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.loop.call_later(_LINGER_S, self.transport.close)
 
 
-# How long a refused connection is read (and dropped) before it is closed.
+# How long, and how much of, a refused connection is read (and dropped) before it is
+# closed: long enough for the answer to be on its way, short of a client's whole flood.
 _LINGER_S = 1.0
+_LINGER_BYTES = 1024 * 1024
 
 _CODES = {
     HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: "headers_too_large",
