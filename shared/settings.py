@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KIB = 1024
@@ -19,8 +19,19 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///./p2p.db"
     redis_url: str = "redis://localhost:6379/0"
-    max_amount: int = Field(default=10**12, ge=1, le=2**62)
-    max_body_bytes: int = Field(default=MIB, ge=1024)
+    max_amount: int = Field(
+        default=10**12,
+        ge=1,
+        le=2**62,
+        description="The largest `amount` a transfer or deposit may carry, in minor units:"
+        " past it, `422 validation_error`.",
+    )
+    max_body_bytes: int = Field(
+        default=MIB,
+        ge=1024,
+        description="The largest request body, declared or streamed: past it,"
+        " `413 payload_too_large`.",
+    )
 
     # What the HTTP server itself refuses, before the application sees a request.
     max_header_bytes: int = Field(
@@ -63,8 +74,20 @@ class Settings(BaseSettings):
 
     # Per user (all of its API keys together), on transfers and deposits: a sustained
     # rate and the burst allowed on top of it (GCRA). Either one 0 turns the limit off.
-    rate_limit_per_s: float = Field(default=100.0, ge=0, le=1_000_000)
-    rate_limit_burst: int = Field(default=100, ge=0, le=1_000_000)
+    rate_limit_per_s: float = Field(
+        default=100.0,
+        ge=0,
+        le=1_000_000,
+        description="Transfers and deposits per second one user may make (all of its API"
+        " keys together), sustained; `0` turns the limit off.",
+    )
+    rate_limit_burst: int = Field(
+        default=100,
+        ge=0,
+        le=1_000_000,
+        description="Transfers and deposits one user may make at once, from idle;"
+        " `0` turns the limit off.",
+    )
 
     max_api_keys: int = Field(
         default=10,
@@ -116,6 +139,12 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Unset: JSON lines for `p2p api` and `p2p worker`, text for the commands people run.
     log_format: Literal["json", "text"] | None = None
+
+    @model_validator(mode="after")
+    def _head_holds_a_header(self) -> Settings:
+        if self.max_header_bytes > self.max_head_bytes:
+            raise ValueError("max_header_bytes must not exceed max_head_bytes")
+        return self
 
     @field_validator("database_url")
     @classmethod

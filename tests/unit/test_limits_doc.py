@@ -1,0 +1,33 @@
+"""docs/limits.md names every setting that bounds what a client may do, with its default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.settings import Settings
+
+LIMITS = Path(__file__).parents[2] / "docs" / "limits.md"
+DOCUMENTED = [name for name, field in Settings.model_fields.items() if field.description]
+
+
+def test_the_limits_are_the_settings_with_a_description() -> None:
+    assert set(DOCUMENTED) >= {
+        "max_amount",
+        "max_body_bytes",
+        "max_header_bytes",
+        "max_head_bytes",
+        "header_timeout_s",
+        "body_timeout_s",
+        "rate_limit_per_s",
+        "rate_limit_burst",
+        "max_api_keys",
+        "signup_rate_limit_per_hour",
+        "signup_rate_limit_burst",
+    }
+
+
+@pytest.mark.parametrize("name", DOCUMENTED)
+def test_docs_limits_names_the_setting(name: str) -> None:
+    assert f"`P2P_{name.upper()}`" in LIMITS.read_text()
