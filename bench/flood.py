@@ -278,7 +278,7 @@ def _report(args: argparse.Namespace, phases: list[Phase]) -> None:
                 _ms(lat, 0.99),
                 f"{lat[-1] * 1000:.0f}",
                 f"{phase.peak_rss_mib:.0f} MiB",
-                (floods or "-") + (f" ({phase.flood_sent_mib:.0f} MiB sent)" if floods else ""),
+                (floods or "-") + (f" ({phase.flood_sent_mib:.0f} MiB offered)" if floods else ""),
             )
         )
         bad = {s: n for s, n in phase.good_statuses.items() if s not in (200, 202)}
