@@ -43,6 +43,8 @@ class Services:
     metrics: ApiMetrics
     limiter: RateLimiter | None
     """``None`` when ``P2P_RATE_LIMIT_PER_S`` or ``P2P_RATE_LIMIT_BURST`` is 0."""
+    signup_limiter: RateLimiter | None = None
+    """Sign-ups per client address; ``None`` when ``P2P_SIGNUP_RATE_LIMIT_*`` is 0."""
 
     async def write(
         self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
@@ -96,20 +98,21 @@ def valid_idempotency_key(key: str) -> bool:
 
 
 async def _rate_limit(request: Request, response: Response) -> None:
-    """Counts the request against its API key's limit, before anything is written."""
+    """Counts the request against its user's limit (all of the user's API keys share
+    one), before anything is written."""
     limiter = (await _services(request)).limiter
     if limiter is None:
         return
-    key_id: str | None = request.scope.get("state", {}).get("api_key_id")
-    if key_id is None:
+    user: User | None = request.scope.get("state", {}).get("user")
+    if user is None:
         raise unauthorized()
-    decision = await limiter.check(key_id)
+    decision = await limiter.check(user.id)
     headers = rate_limit_headers(limiter.policy, decision)
     if not decision.allowed:
         raise ApiProblem(
             429,
             "rate_limited",
-            f"too many requests with this API key: retry after {headers['Retry-After']} s",
+            f"too many requests from this user: retry after {headers['Retry-After']} s",
             headers,
         )
     response.headers.update(headers)

@@ -41,7 +41,9 @@ class BodyMiddleware:
         while more:
             message = await receive()
             if message["type"] != "http.request":
-                break
+                # The client left, or was cut off (``api.http_protocol``), before its body
+                # was whole: a part of a body may still parse, so nothing may act on it.
+                return
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:

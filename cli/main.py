@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from api.app import create_app
+from api.http_protocol import ServerLimits
 from api.server import serve
 from cli.arguments import positive_count
 from cli.copy import PROGRESS_EVERY
@@ -125,7 +126,8 @@ def _serve_api(settings: Settings, host: str, port: int, fd: int | None) -> None
     queue = SettlementQueue(broker, settings.queue_name)
     sock = None if fd is None else socket.socket(fileno=fd)
     try:
-        serve(create_app(settings, db, queue, shared_limits=True), host, port, sock=sock)
+        app = create_app(settings, db, queue, shared_limits=True)
+        serve(app, host, port, ServerLimits.from_settings(settings), sock=sock)
     finally:
         queue.close()
         db.close()
@@ -140,7 +142,7 @@ def _serve_dev(settings: Settings, host: str, port: int) -> None:
     queue = SettlementQueue(runtime.broker, settings.queue_name)
     try:
         app = create_app(settings, db, queue, worker_metrics=runtime.metrics.registry)
-        serve(app, host, port)
+        serve(app, host, port, ServerLimits.from_settings(settings))
     finally:
         queue.close()
         runtime.stop()

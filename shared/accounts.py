@@ -32,15 +32,13 @@ def get_account(db: Database, user_id: str, account_id: str) -> Account:
 
 
 def list_accounts(db: Database, user_id: str, *, limit: int, cursor: str | None) -> Page[Account]:
-    before = cursor_bound(cursor)
-    rows = (
-        db.connection()
-        .execute(
-            "SELECT * FROM accounts WHERE user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-            (user_id, before, limit + 1),
-        )
-        .fetchall()
-    )
+    """Raises: InvalidCursor."""
+    conn = db.connection()
+    before = cursor_bound(conn, cursor, "accounts", "user_id = ?", user_id)
+    rows = conn.execute(
+        "SELECT * FROM accounts WHERE user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+        (user_id, before, limit + 1),
+    ).fetchall()
     return page_of(rows, limit, Account.from_row)
 
 
@@ -118,9 +116,9 @@ def list_ledger(
     db: Database, user_id: str, account_id: str, *, limit: int, cursor: str | None
 ) -> Page[LedgerEntry]:
     """Raises: NotFound: no such account, or another user's. InvalidCursor."""
-    before = cursor_bound(cursor)
     with db.read() as conn:
         owned_account(conn, user_id, account_id)
+        before = cursor_bound(conn, cursor, "ledger_entries", "account_id = ?", account_id)
         rows = conn.execute(
             "SELECT * FROM ledger_entries WHERE account_id = ? AND seq < ?"
             " ORDER BY seq DESC LIMIT ?",

@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from shared import failures
 from shared.accounts import MAX_BALANCE, change_pending_out
 from shared.clock import from_text, new_id, to_text, utcnow
 from shared.records import AccountStatus, FailureCode, Payment, PaymentStatus
@@ -264,17 +265,16 @@ def _lock_accounts(conn: Connection, payments: Collection[Payment]) -> dict[str,
 def _judge(
     payment: Payment, sender: _Account | None, receiver: _Account | None
 ) -> tuple[FailureCode, str] | None:
+    """The failure and its detail, which names the account it is about
+    (``shared.failures`` shows it to that account's owner only)."""
     if sender is None or receiver is None:
         missing = payment.from_account_id if sender is None else payment.to_account_id
-        return FailureCode.ACCOUNT_NOT_FOUND, f"account {missing} does not exist"
+        return FailureCode.ACCOUNT_NOT_FOUND, failures.missing(missing)
     for account in (sender, receiver):
         if account.frozen:
-            return FailureCode.ACCOUNT_FROZEN, f"account {account.id} is frozen"
+            return FailureCode.ACCOUNT_FROZEN, failures.frozen(account.id)
     if sender.balance < payment.amount:
-        return (
-            FailureCode.INSUFFICIENT_FUNDS,
-            f"account {sender.id} lacks the funds for {payment.amount}",
-        )
+        return FailureCode.INSUFFICIENT_FUNDS, failures.lacks_funds(sender.id, payment.amount)
     if receiver.balance > MAX_BALANCE - payment.amount:
-        return FailureCode.BALANCE_LIMIT_EXCEEDED, f"account {receiver.id} cannot hold more"
+        return FailureCode.BALANCE_LIMIT_EXCEEDED, failures.cannot_hold(receiver.id)
     return None

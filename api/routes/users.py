@@ -1,9 +1,11 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from api.deps import CurrentUser, ServicesDep
-from api.routes._docs import problems
+from api.limiter import rate_limit_headers
+from api.problems import ApiProblem
+from api.routes._docs import problems, rate_limited
 from api.routes.accounts import Cursor, Limit
 from api.schemas import ApiKeyCreated, ApiKeyPublic, ListPage, UserCreate, UserCreated
 from shared import users
@@ -11,19 +13,52 @@ from shared import users
 router = APIRouter(tags=["users"])
 
 
-@router.post("/users", status_code=201, responses=problems(409, 413, 415, 422))
+async def _sign_up_limit(request: Request, response: Response, services: ServicesDep) -> None:
+    """Counts the sign-up against its client address's limit, before anything is read
+    past JSON syntax or written: a refused one records nothing."""
+    limiter = services.signup_limiter
+    if limiter is None:
+        return
+    address = request.client.host if request.client is not None else "unknown"
+    decision = await limiter.check(f"signup:{address}")
+    headers = rate_limit_headers(limiter.policy, decision)
+    if not decision.allowed:
+        raise ApiProblem(
+            429,
+            "rate_limited",
+            f"too many sign-ups from this address: retry after {headers['Retry-After']} s",
+            headers,
+        )
+    response.headers.update(headers)
+
+
+@router.post(
+    "/users",
+    status_code=201,
+    responses=problems(409, 413, 415, 422) | rate_limited(201),
+    dependencies=[Depends(_sign_up_limit)],
+)
 async def sign_up(body: UserCreate, services: ServicesDep) -> UserCreated:
-    """Sign up. The answer carries the user's API key, shown this once."""
+    """Sign up. The answer carries the user's API key, shown this once.
+
+    At most `P2P_SIGNUP_RATE_LIMIT_BURST` sign-ups at once from one client address, then
+    `P2P_SIGNUP_RATE_LIMIT_PER_HOUR`: past that, `429 rate_limited` with `Retry-After`.
+    """
     user, api_key = await services.write(users.sign_up, body.name, str(body.email))
     return UserCreated(
         id=user.id, name=user.name, email=user.email, created_at=user.created_at, api_key=api_key
     )
 
 
-@router.post("/users/me/api-keys", status_code=201, responses=problems(401, 413, 415))
+@router.post("/users/me/api-keys", status_code=201, responses=problems(401, 409, 413, 415))
 async def create_api_key(user: CurrentUser, services: ServicesDep) -> ApiKeyCreated:
-    """Another API key for the caller, shown this once; the others stay live."""
-    key, api_key = await services.write(users.create_api_key, user.id)
+    """Another API key for the caller, shown this once; the others stay live.
+
+    A user holds at most `P2P_MAX_API_KEYS` live keys: one more is `409 too_many_api_keys`.
+    """
+    key, api_key = await services.write(
+        users.create_api_key, user.id, max_keys=services.settings.max_api_keys
+    )
     return ApiKeyCreated(id=key.id, api_key=api_key, created_at=key.created_at)
 
 

@@ -43,6 +43,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "worker_timeout_ms": 20,
         # Off unless a test is about rate limits (tests/api/test_rate_limits.py).
         "rate_limit_per_s": 0,
+        "signup_rate_limit_per_hour": 0,
     }
     values.update(overrides)
     return Settings(**values)

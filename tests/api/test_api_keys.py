@@ -205,3 +205,25 @@ def test_a_key_revoked_through_one_api_process_is_refused_by_another_at_once(
         assert _works(second, spare)
     first_db.close()
     second_db.close()
+
+
+@pytest.mark.parametrize("settings", [{"max_api_keys": 3}], indirect=True)
+def test_a_key_past_the_cap_is_refused_until_one_is_revoked(
+    client: TestClient, db: Database, ada: Caller
+) -> None:
+    spare, _ = _new_key(client, ada)
+    _new_key(client, ada)
+    keys_before = _key_rows(db)
+
+    refused = client.post(KEYS, headers=ada.auth)
+
+    assert_problem(refused, 409, "too_many_api_keys")
+    assert "api_key" not in refused.json()
+    assert _key_rows(db) == keys_before
+    assert client.delete(f"{KEYS}/{_key_id(spare)}", headers=ada.auth).status_code == 204
+    _new_key(client, ada)
+
+
+def _key_rows(db: Database) -> int:
+    count: int = db.connection().execute("SELECT count(*) FROM api_keys").fetchone()[0]
+    return count

@@ -13,6 +13,7 @@ import os
 import sys
 
 from api.app import create_app
+from api.http_protocol import ServerLimits
 from api.server import serve
 from jobs.broker import redis_broker
 from jobs.producer import SettlementQueue
@@ -40,7 +41,8 @@ def main() -> None:
     broker = redis_broker(settings.redis_url, timeout_s=settings.redis_timeout_s)
     queue = CrashBeforeEnqueue(broker, settings.queue_name)
     try:
-        serve(create_app(settings, db, queue, shared_limits=True), args.host, args.port)
+        app = create_app(settings, db, queue, shared_limits=True)
+        serve(app, args.host, args.port, ServerLimits.from_settings(settings))
     finally:
         db.close()
 

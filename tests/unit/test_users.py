@@ -108,7 +108,7 @@ def test_the_email_is_kept_as_it_was_given(db: Database) -> None:
 
 def test_a_revoked_key_no_longer_authenticates_and_the_other_still_does(db: Database) -> None:
     user, first = db.run(sign_up, "Ada", "ada@example.com")
-    key, second = db.run(create_api_key, user.id)
+    key, second = db.run(create_api_key, user.id, max_keys=10)
 
     revoked = db.run(revoke_api_key, user.id, key_id_of(first))
 
@@ -131,7 +131,7 @@ def test_the_last_live_key_is_never_revoked(db: Database) -> None:
 def test_nobody_revokes_another_users_key(db: Database) -> None:
     ada, _ = db.run(sign_up, "Ada", "ada@example.com")
     bea, bea_key = db.run(sign_up, "Bea", "bea@example.com")
-    db.run(create_api_key, bea.id)
+    db.run(create_api_key, bea.id, max_keys=10)
 
     with pytest.raises(NotFound):
         db.run(revoke_api_key, ada.id, key_id_of(bea_key))
