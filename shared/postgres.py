@@ -24,7 +24,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from shared.db import Database
 from shared.dialect import LOCKED_ACCOUNT_COLUMNS, Connection, Dialect, Params, Row
-from shared.schema_postgres import POSTGRES_MIGRATIONS
+from shared.schema import POSTGRES_MIGRATIONS
 
 POOL_WAIT_S = 10.0
 
