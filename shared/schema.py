@@ -324,10 +324,99 @@ _POSTGRES_ENTRIES_MOVE_BALANCES = """
         FOR EACH ROW EXECUTE FUNCTION ledger_entries_move_balance();
     """
 
+# 4: G2 in the database: a completed payment has exactly one debit of its amount on the
+# sender and one credit of its amount on the receiver; any other payment has no entry.
+# A payment's entries are at most one debit and one credit (UNIQUE (payment_id,
+# direction)), so two that match are exactly the pair. Settling writes a payment's
+# entries while it is still pending, then marks it completed (shared.engine).
+#
+# SQLite has no deferred triggers, so each step is refused as it happens: a payment
+# that becomes (or is written as) completed without its pair, or settled otherwise with
+# entries; an entry for a payment already settled. Entries are append-only and a settled
+# payment final (migration 1), so the pair cannot be undone after. Left to the audit:
+# entries for a payment that a transaction leaves pending (nothing runs at commit).
+_UNPAIRED = "a completed payment has one debit and one credit of its amount"
+_NOT_COMPLETED = "a payment that is not completed has no ledger entries"
+_SETTLED = "a settled payment takes no more ledger entries"
+
+_SQLITE_WITHOUT_PAIR = """NEW.status = 'completed' AND (
+        SELECT count(*) FROM ledger_entries
+        WHERE payment_id = NEW.id AND amount = NEW.amount
+          AND account_id = CASE direction
+              WHEN 'debit' THEN NEW.from_account_id ELSE NEW.to_account_id END) <> 2"""
+_SQLITE_WITH_ENTRIES = """NEW.status <> 'completed'
+     AND EXISTS (SELECT 1 FROM ledger_entries WHERE payment_id = NEW.id)"""
+
+# (A payment settled already is payments_final's to refuse.)
+_SQLITE_PAIRING = f"""
+    CREATE TRIGGER payments_completed_paired BEFORE UPDATE OF status ON payments
+    WHEN OLD.status = 'pending' AND {_SQLITE_WITHOUT_PAIR}
+    BEGIN SELECT RAISE(ABORT, '{_UNPAIRED}'); END;
+    CREATE TRIGGER payments_inserted_paired BEFORE INSERT ON payments
+    WHEN {_SQLITE_WITHOUT_PAIR}
+    BEGIN SELECT RAISE(ABORT, '{_UNPAIRED}'); END;
+    CREATE TRIGGER payments_failed_unpaired BEFORE UPDATE OF status ON payments
+    WHEN OLD.status = 'pending' AND {_SQLITE_WITH_ENTRIES}
+    BEGIN SELECT RAISE(ABORT, '{_NOT_COMPLETED}'); END;
+    CREATE TRIGGER payments_inserted_unpaired BEFORE INSERT ON payments
+    WHEN {_SQLITE_WITH_ENTRIES}
+    BEGIN SELECT RAISE(ABORT, '{_NOT_COMPLETED}'); END;
+    CREATE TRIGGER ledger_entries_of_pending_payments BEFORE INSERT ON ledger_entries
+    WHEN NEW.payment_id IS NOT NULL
+     AND (SELECT status FROM payments WHERE id = NEW.payment_id) <> 'pending'
+    BEGIN SELECT RAISE(ABORT, '{_SETTLED}'); END;
+    """
+
+# PostgreSQL checks at commit, once the transaction has written all it will: deferred
+# constraint triggers, one query each. A payment settled checks its entries. An entry
+# checks only that its payment is completed: that payment's own check (at this commit,
+# or at the one that completed it) saw its pair, and no third entry fits beside it.
+_POSTGRES_PAIRING = f"""
+    CREATE FUNCTION payments_paired() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        payment_status TEXT;
+        entries BIGINT;
+        paired BIGINT;
+    BEGIN
+        SELECT payments.status, count(ledger_entries.id), count(ledger_entries.id) FILTER (
+                WHERE ledger_entries.amount = payments.amount
+                  AND ledger_entries.account_id = CASE ledger_entries.direction
+                      WHEN 'debit' THEN payments.from_account_id
+                      ELSE payments.to_account_id END)
+            INTO payment_status, entries, paired
+            FROM payments LEFT JOIN ledger_entries ON ledger_entries.payment_id = payments.id
+            WHERE payments.id = NEW.id GROUP BY payments.seq;
+        IF payment_status = 'completed' AND paired <> 2 THEN
+            RAISE EXCEPTION '{_UNPAIRED}'
+                USING ERRCODE = 'integrity_constraint_violation';
+        ELSIF payment_status <> 'completed' AND entries <> 0 THEN
+            RAISE EXCEPTION '{_NOT_COMPLETED}'
+                USING ERRCODE = 'integrity_constraint_violation';
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE CONSTRAINT TRIGGER payments_paired AFTER INSERT OR UPDATE OF status ON payments
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+        WHEN (NEW.status <> 'pending') EXECUTE FUNCTION payments_paired();
+
+    CREATE FUNCTION ledger_entries_paired() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF (SELECT status FROM payments WHERE id = NEW.payment_id) <> 'completed' THEN
+            RAISE EXCEPTION '{_NOT_COMPLETED}'
+                USING ERRCODE = 'integrity_constraint_violation';
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE CONSTRAINT TRIGGER ledger_entries_paired AFTER INSERT ON ledger_entries
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+        WHEN (NEW.payment_id IS NOT NULL) EXECUTE FUNCTION ledger_entries_paired();
+    """
+
 SQLITE_MIGRATIONS: tuple[str, ...] = (
     _tables(_SQLITE) + _SQLITE_TRIGGERS_1,
     _API_KEYS_BY_USER_AND_SEQ,
     _SQLITE_ENTRIES_MOVE_BALANCES,
+    _SQLITE_PAIRING,
 )
 """SQLite's migrations; the version is kept in ``PRAGMA user_version``."""
 
@@ -335,5 +424,6 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     _tables(_POSTGRES) + _POSTGRES_TRIGGERS_1,
     _API_KEYS_BY_USER_AND_SEQ,
     _POSTGRES_ENTRIES_MOVE_BALANCES,
+    _POSTGRES_PAIRING,
 )
 """PostgreSQL's migrations; the version is kept in the ``schema_version`` table."""
