@@ -8,7 +8,7 @@ from typing import Annotated, Generic, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
 
 from shared.currencies import ISO_4217
-from shared.records import AccountStatus, Direction, FailureCode, PaymentStatus
+from shared.records import AccountStatus, CaptureMode, Direction, FailureCode, PaymentStatus
 
 T = TypeVar("T")
 
@@ -135,6 +135,8 @@ class AccountPublic(_Out):
     currency: str
     balance: int
     pending_out: int = Field(description="Sum of the account's pending outgoing payments.")
+    held: int = Field(description="Sum of the account's authorized payments: reserved.")
+    available: int = Field(description="`balance - held`: what the account can spend.")
     status: AccountStatus
     created_at: datetime
     updated_at: datetime
@@ -160,7 +162,19 @@ class PaymentPublic(_Out):
     failure_code: FailureCode | None
     failure_detail: str | None
     created_at: datetime
-    completed_at: datetime | None
+    completed_at: datetime | None = Field(
+        description="When it reached a final status; `null` while pending or authorized."
+    )
+    capture: CaptureMode = Field(
+        description="`automatic`: moved when settled; `manual`: authorized, then captured."
+    )
+    captured_amount: int | None = Field(description="What the capture moved (manual only).")
+    expires_at: datetime | None = Field(
+        description="When an uncaptured authorization expires (manual only)."
+    )
+    refund_of: str | None = Field(description="The payment this one refunds.")
+    refunded_amount: int = Field(description="The sum of this payment's completed refunds.")
+    batch_id: str | None = Field(description="The batch it was submitted in.")
 
 
 class LedgerEntryPublic(_Out):

@@ -147,7 +147,7 @@ def change_pending_out(conn: Connection, changes: dict[str, int]) -> None:
         )
 
 
-_STATE = "SELECT id, user_id, currency, balance, pending_out, status FROM accounts"
+_STATE = "SELECT id, user_id, currency, balance, pending_out, status, held FROM accounts"
 """What ``AccountState`` is read from."""
 
 

@@ -77,17 +77,21 @@ _CHECKS: tuple[tuple[Scope, str, str], ...] = (
     ),
     (
         Scope.PAYMENTS,
+        # Its amount: what it moved, the captured amount if it was captured.
         "completed payment without exactly one debit and one credit of its amount",
         """
         SELECT payments.id, count(ledger_entries.id) || ' entries'
         FROM {payments} LEFT JOIN ledger_entries ON ledger_entries.payment_id = payments.id
         WHERE payments.status = 'completed'
-        GROUP BY payments.seq, payments.id, from_account_id, to_account_id, payments.amount
+        GROUP BY payments.seq, payments.id, from_account_id, to_account_id, payments.amount,
+                 payments.captured_amount
         HAVING count(ledger_entries.id) <> 2
             OR sum(CASE WHEN direction = 'debit' AND ledger_entries.account_id = from_account_id
-                   AND ledger_entries.amount = payments.amount THEN 1 ELSE 0 END) <> 1
+                   AND ledger_entries.amount = coalesce(payments.captured_amount, payments.amount)
+                   THEN 1 ELSE 0 END) <> 1
             OR sum(CASE WHEN direction = 'credit' AND ledger_entries.account_id = to_account_id
-                   AND ledger_entries.amount = payments.amount THEN 1 ELSE 0 END) <> 1
+                   AND ledger_entries.amount = coalesce(payments.captured_amount, payments.amount)
+                   THEN 1 ELSE 0 END) <> 1
         """,
     ),
     (

@@ -18,6 +18,10 @@ class PaymentStatus(enum.StrEnum):
     PENDING = "pending"
     COMPLETED = "completed"
     FAILED = "failed"
+    AUTHORIZED = "authorized"
+    """Judged and reserved (``held`` on the sender), waiting for a capture or a void."""
+    VOIDED = "voided"
+    EXPIRED = "expired"
 
 
 class FailureCode(enum.StrEnum):
@@ -25,6 +29,22 @@ class FailureCode(enum.StrEnum):
     ACCOUNT_FROZEN = "account_frozen"
     ACCOUNT_NOT_FOUND = "account_not_found"
     BALANCE_LIMIT_EXCEEDED = "balance_limit_exceeded"
+    LINKED_PAYMENT_FAILED = "linked_payment_failed"
+    REFUND_EXCEEDS_PAYMENT = "refund_exceeds_payment"
+
+
+class CaptureMode(enum.StrEnum):
+    """When a payment's money moves: when the worker judges it, or when it is captured."""
+
+    AUTOMATIC = "automatic"
+    MANUAL = "manual"
+
+
+class PaymentActionKind(enum.StrEnum):
+    """What the owner of an authorization's receiving account did to it."""
+
+    CAPTURE = "capture"
+    VOID = "void"
 
 
 class Direction(enum.StrEnum):

@@ -9,6 +9,7 @@ from typing import Generic, TypeVar
 
 from shared.clock import from_text
 from shared.enums import AccountStatus as AccountStatus
+from shared.enums import CaptureMode as CaptureMode
 from shared.enums import Direction as Direction
 from shared.enums import FailureCode as FailureCode
 from shared.enums import PaymentStatus as PaymentStatus
@@ -55,6 +56,7 @@ class AccountState:
     balance: int
     pending_out: int
     status: AccountStatus
+    held: int
 
     @classmethod
     def from_row(cls, row: Row) -> AccountState:
@@ -65,6 +67,7 @@ class AccountState:
             row["balance"],
             row["pending_out"],
             AccountStatus(row["status"]),
+            row["held"],
         )
 
 
@@ -78,6 +81,13 @@ class Account:
     status: AccountStatus
     created_at: datetime
     updated_at: datetime
+    held: int = 0
+    """The sum of the account's authorized payments: reserved, not yet moved."""
+
+    @property
+    def available(self) -> int:
+        """What the account can spend: ``balance - held``, never negative."""
+        return self.balance - self.held
 
     @classmethod
     def from_row(cls, row: Row) -> Account:
@@ -90,6 +100,7 @@ class Account:
             status=AccountStatus(row["status"]),
             created_at=from_text(row["created_at"]),
             updated_at=from_text(row["updated_at"]),
+            held=row["held"],
         )
 
 
@@ -127,6 +138,24 @@ class Payment:
     failure_detail: str | None
     created_at: datetime
     completed_at: datetime | None
+    """When it reached a final status; ``None`` while pending or authorized."""
+    capture: CaptureMode = CaptureMode.AUTOMATIC
+    hold_seconds: int | None = None
+    """How long an authorization holds (manual capture only)."""
+    expires_at: datetime | None = None
+    """When an authorization not captured or voided expires; set once authorized."""
+    captured_amount: int | None = None
+    """What a capture moved, 1 … amount; set once a manual payment is captured."""
+    refund_of: str | None = None
+    """The payment this one refunds."""
+    refunded_amount: int = 0
+    """The sum of this payment's completed refunds."""
+    batch_id: str | None = None
+
+    @property
+    def moved(self) -> int:
+        """What a completed payment moved: the captured amount, else the amount."""
+        return self.amount if self.captured_amount is None else self.captured_amount
 
     @classmethod
     def from_row(cls, row: Row) -> Payment:
@@ -142,6 +171,13 @@ class Payment:
             failure_detail=row["failure_detail"],
             created_at=from_text(row["created_at"]),
             completed_at=from_text(row["completed_at"]) if row["completed_at"] else None,
+            capture=CaptureMode(row["capture"]),
+            hold_seconds=row["hold_seconds"],
+            expires_at=from_text(row["expires_at"]) if row["expires_at"] else None,
+            captured_amount=row["captured_amount"],
+            refund_of=row["refund_of"],
+            refunded_amount=row["refunded_amount"],
+            batch_id=row["batch_id"],
         )
 
 

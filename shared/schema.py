@@ -13,8 +13,11 @@ allow are rendered from ``shared.enums``.
 
 Money invariants live here, not only in Python: balances and amounts are checked
 integers, each idempotency scope and each payment's debit and credit are unique, the
-ledger is append-only, every entry's running balance continues the one before it, and
-a completed payment has exactly its debit and its credit (migration 4).
+ledger is append-only, every entry's running balance continues the one before it, a
+completed payment has exactly its debit and its credit of what it moved (migrations 4
+and 5), held money never passes the balance, a payment's status only moves forward
+(pending, then authorized, then final), and refunds never pass what a payment moved
+(migration 5).
 
 A migration that has run somewhere never changes: ``tests/unit/test_schema_history.py``
 pins each one's text. Adding a member to an enum therefore takes a new migration that
@@ -27,7 +30,14 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from shared.enums import AccountStatus, Direction, FailureCode, PaymentStatus
+from shared.enums import (
+    AccountStatus,
+    CaptureMode,
+    Direction,
+    FailureCode,
+    PaymentActionKind,
+    PaymentStatus,
+)
 
 _WIDTH = 88
 """Where a rendered line wraps (the width the scripts were first written to)."""
@@ -45,6 +55,8 @@ class _Engine:
     """Whether a money column needs a ``CHECK`` of its type (SQLite's columns take any)."""
     currency_check: str
     """The ``CHECK`` of a three-letter currency code, of ``{column}``."""
+    flag: str
+    """A ``NOT NULL`` true-or-false column, of ``{column}``."""
 
     def money(self, column: str, rule: str, *, default: int | None = None) -> str:
         """A ``NOT NULL`` integer column checked by ``rule`` (``> 0``, ``>= 0``)."""
@@ -57,8 +69,16 @@ class _Engine:
             return f"{head}\n            {check}"
         return f"{head} {check}"
 
+    def optional_money(self, column: str, rule: str) -> str:
+        """An integer column that is ``NULL`` or checked by ``rule``."""
+        typed = f"typeof({column}) = 'integer' AND " if self.checks_type else ""
+        return f"{column} {self.integer} CHECK ({column} IS NULL OR ({typed}{column} {rule}))"
+
     def currency(self, column: str) -> str:
         return self.currency_check.format(column=column)
+
+    def boolean(self, column: str) -> str:
+        return self.flag.format(column=column)
 
 
 _SQLITE = _Engine(
@@ -66,12 +86,14 @@ _SQLITE = _Engine(
     integer="INTEGER",
     checks_type=True,
     currency_check="CHECK ({column} GLOB '[A-Z][A-Z][A-Z]')",
+    flag="{column} INTEGER NOT NULL CHECK ({column} IN (0, 1))",
 )
 _POSTGRES = _Engine(
     seq="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
     integer="BIGINT",
     checks_type=False,
     currency_check="CHECK ({column} ~ '^[A-Z]{{3}}$')",
+    flag="{column} BOOLEAN NOT NULL",
 )
 
 
@@ -96,10 +118,21 @@ def _check_in(column: str, values: Iterable[enum.StrEnum], *, at: int) -> str:
 
 
 # 1: the first schema. Tables and indexes are shared; the triggers follow per engine.
+# The payment statuses and failure codes it knew, as it rendered them: later members are
+# a later migration's.
+_STATUSES_1 = (PaymentStatus.PENDING, PaymentStatus.COMPLETED, PaymentStatus.FAILED)
+_FAILURE_CODES_1 = (
+    FailureCode.INSUFFICIENT_FUNDS,
+    FailureCode.ACCOUNT_FROZEN,
+    FailureCode.ACCOUNT_NOT_FOUND,
+    FailureCode.BALANCE_LIMIT_EXCEEDED,
+)
+
+
 def _tables(e: _Engine) -> str:
     account_statuses = _check_in("status", AccountStatus, at=46)
-    payment_statuses = _check_in("status", PaymentStatus, at=12)
-    failure_codes = _check_in("failure_code", FailureCode, at=12)
+    payment_statuses = _check_in("status", _STATUSES_1, at=12)
+    failure_codes = _check_in("failure_code", _FAILURE_CODES_1, at=12)
     directions = _check_in("direction", Direction, at=32)
     return f"""
     CREATE TABLE users (
@@ -412,11 +445,326 @@ _POSTGRES_PAIRING = f"""
         WHEN (NEW.payment_id IS NOT NULL) EXECUTE FUNCTION ledger_entries_paired();
     """
 
+# 5: holds, refunds and batches. Accounts gain ``held`` (the sum of their authorized
+# payments), which never passes the balance, so that available = balance - held is never
+# negative. Payments gain how they are captured, what an authorization reserved and
+# captured, what their refunds reserved and moved, and their place in a batch; statuses
+# ``authorized``, ``voided`` and ``expired``. A payment's life is enforced here:
+#
+#   pending ──▶ completed | failed | authorized
+#   authorized ──▶ completed (captured) | voided | expired
+#
+# completed_at is NULL exactly while a payment is pending or authorized; once final,
+# nothing of it changes but what its refunds reserved and moved; an authorization ends
+# with nothing but its status, captured amount and completed_at changed. A completed
+# payment's pair of entries is of what it moved: captured_amount if set, else amount.
+_OPEN_STATUSES = (PaymentStatus.PENDING, PaymentStatus.AUTHORIZED)
+_AUTHORIZATION_ENDS = (PaymentStatus.COMPLETED, PaymentStatus.VOIDED, PaymentStatus.EXPIRED)
+_PENDING_ENDS = (
+    PaymentStatus.PENDING,
+    PaymentStatus.COMPLETED,
+    PaymentStatus.FAILED,
+    PaymentStatus.AUTHORIZED,
+)
+_HOLD_STATUSES = (PaymentStatus.AUTHORIZED, PaymentStatus.VOIDED, PaymentStatus.EXPIRED)
+
+
+def _in(values: Iterable[enum.StrEnum]) -> str:
+    """``('a', 'b')``: an SQL list of these values."""
+    return f"({', '.join(_quoted(value) for value in values)})"
+
+
+_PAYMENT_COLUMNS_1 = (
+    "seq, id, from_account_id, to_account_id, from_user_id, to_user_id, amount, currency,"
+    " description, status, failure_code, failure_detail, idempotency_key, request_hash,"
+    " created_at, completed_at"
+)
+_PAYMENT_COLUMNS_5 = (
+    *_PAYMENT_COLUMNS_1.split(", "),
+    "capture",
+    "hold_seconds",
+    "expires_at",
+    "captured_amount",
+    "refund_of",
+    "refunded_amount",
+    "refund_reserved",
+    "batch_id",
+    "batch_index",
+)
+_REFUND_COLUMNS = ("refunded_amount", "refund_reserved")
+_CAPTURE_COLUMNS = ("status", "captured_amount", "completed_at")
+
+
+def _payment_columns_5(e: _Engine) -> list[str]:
+    """The columns migration 5 adds to ``payments``."""
+    return [
+        f"capture TEXT NOT NULL DEFAULT {_quoted(CaptureMode.AUTOMATIC)}"
+        f" CHECK (capture IN {_in(CaptureMode)})",
+        e.optional_money("hold_seconds", "> 0"),
+        "expires_at TEXT",
+        e.optional_money("captured_amount", "> 0"),
+        "refund_of TEXT REFERENCES payments (id)",
+        e.money("refunded_amount", ">= 0", default=0),
+        e.money("refund_reserved", ">= 0", default=0),
+        "batch_id TEXT REFERENCES batches (id)",
+        e.optional_money("batch_index", ">= 0"),
+    ]
+
+
+_PAYMENT_CHECKS_5 = {
+    "payments_status_check": f"status IN {_in(PaymentStatus)}",
+    "payments_failure_code_check": f"failure_code IN {_in(FailureCode)}",
+    "payments_completed_at_once_final": (
+        f"(status IN {_in(_OPEN_STATUSES)}) = (completed_at IS NULL)"
+    ),
+    "payments_held_only_if_manual": (
+        f"status NOT IN {_in(_HOLD_STATUSES)} OR capture = {_quoted(CaptureMode.MANUAL)}"
+    ),
+    "payments_hold_seconds_if_manual": (
+        f"(capture = {_quoted(CaptureMode.MANUAL)}) = (hold_seconds IS NOT NULL)"
+    ),
+    "payments_expires_when_authorized": (
+        "(status <> 'authorized' OR expires_at IS NOT NULL)"
+        f" AND (expires_at IS NULL OR capture = {_quoted(CaptureMode.MANUAL)})"
+    ),
+    "payments_captured_when_completed": (
+        f"(capture = {_quoted(CaptureMode.MANUAL)} AND status = 'completed')"
+        " = (captured_amount IS NOT NULL)"
+    ),
+    "payments_capture_within_authorization": (
+        "captured_amount IS NULL OR captured_amount <= amount"
+    ),
+    "payments_refund_is_automatic": (
+        f"refund_of IS NULL OR (refund_of <> id AND capture = {_quoted(CaptureMode.AUTOMATIC)})"
+    ),
+    "payments_refunded_within_reserved": "refunded_amount <= refund_reserved",
+    "payments_refunds_within_payment": "refund_reserved <= coalesce(captured_amount, amount)",
+    "payments_batch_position": "(batch_id IS NULL) = (batch_index IS NULL)",
+}
+
+
+def _changed(columns: Iterable[str], *, differ: str) -> str:
+    """Whether an update changes any of these columns (``differ``: the engine's
+    NULL-safe "is not")."""
+    tests = [f"NEW.{column} {differ} OLD.{column}" for column in columns]
+    lines = [" OR ".join(tests[at : at + 3]) for at in range(0, len(tests), 3)]
+    return "\n           OR ".join(lines)
+
+
+def _final_changed(differ: str) -> str:
+    return _changed([c for c in _PAYMENT_COLUMNS_5 if c not in _REFUND_COLUMNS], differ=differ)
+
+
+def _authorization_changed(differ: str) -> str:
+    return _changed([c for c in _PAYMENT_COLUMNS_5 if c not in _CAPTURE_COLUMNS], differ=differ)
+
+
+_SETTLED_CHANGES = "a settled payment cannot change"
+_AUTHORIZATION_ENDS_ONLY = "an authorization ends captured, voided or expired, and only so"
+_PENDING_ENDS_ONLY = "a pending payment becomes completed, failed or authorized"
+_UNPAIRED_5 = "a completed payment has one debit and one credit of what it moved"
+
+
+def _accounts_and_tables_5(e: _Engine) -> str:
+    """What both engines add the same way: ``batches``, ``payment_actions``."""
+    return f"""
+    CREATE TABLE batches (
+        seq {e.seq},
+        id TEXT NOT NULL UNIQUE,
+        user_id TEXT NOT NULL REFERENCES users (id),
+        {e.boolean("atomic")},
+        size {e.integer} NOT NULL CHECK (size > 0),
+        idempotency_key TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        settled_at TEXT,
+        UNIQUE (user_id, idempotency_key)
+    );
+    """
+
+
+def _payment_actions_5(e: _Engine) -> str:
+    """A capture's or a void's first answer, replayed to its ``Idempotency-Key``."""
+    return f"""
+    CREATE TABLE payment_actions (
+        seq {e.seq},
+        payment_id TEXT NOT NULL REFERENCES payments (id),
+        idempotency_key TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN {_in(PaymentActionKind)}),
+        status_code {e.integer} NOT NULL CHECK (status_code >= 100 AND status_code <= 599),
+        response TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (payment_id, idempotency_key)
+    );
+
+    CREATE INDEX payments_authorized ON payments (expires_at) WHERE status = 'authorized';
+    CREATE INDEX payments_refunds ON payments (refund_of) WHERE refund_of IS NOT NULL;
+    """
+
+
+def _sqlite_payments_5() -> str:
+    """SQLite cannot change a ``CHECK``: ``payments`` is made again. Its rows are kept
+    aside, the table dropped and made anew under its own name, and the rows put back:
+    the ledger's entries then reference the new table, and the foreign keys they broke
+    for a moment (deferred to the commit) hold again once their payments are back."""
+    e = _SQLITE
+    columns = ",\n        ".join(_payment_columns_5(e))
+    checks = ",\n        ".join(
+        f"CONSTRAINT {name} CHECK ({rule})" for name, rule in _PAYMENT_CHECKS_5.items()
+    )
+    return f"""
+    ALTER TABLE accounts ADD COLUMN {e.money("held", ">= 0", default=0)}
+        CONSTRAINT accounts_held_within_balance CHECK (held <= balance);
+    {_accounts_and_tables_5(e)}
+    PRAGMA defer_foreign_keys = ON;
+    DROP TRIGGER ledger_entries_of_pending_payments;
+    CREATE TEMP TABLE payments_v4 AS SELECT * FROM payments;
+    DROP TABLE payments;
+    CREATE TABLE payments (
+        seq {e.seq},
+        id TEXT NOT NULL UNIQUE,
+        from_account_id TEXT NOT NULL REFERENCES accounts (id),
+        to_account_id TEXT NOT NULL REFERENCES accounts (id),
+        from_user_id TEXT NOT NULL REFERENCES users (id),
+        to_user_id TEXT NOT NULL REFERENCES users (id),
+        {e.money("amount", "> 0")},
+        currency TEXT NOT NULL {e.currency("currency")},
+        description TEXT,
+        status TEXT NOT NULL DEFAULT {_quoted(PaymentStatus.PENDING)},
+        failure_code TEXT,
+        failure_detail TEXT,
+        idempotency_key TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        completed_at TEXT,
+        {columns},
+        UNIQUE (from_account_id, idempotency_key),
+        UNIQUE (batch_id, batch_index),
+        CHECK (from_account_id <> to_account_id),
+        CHECK ((status = 'failed') = (failure_code IS NOT NULL)),
+        {checks}
+    );
+    INSERT INTO payments ({_PAYMENT_COLUMNS_1})
+        SELECT {_PAYMENT_COLUMNS_1} FROM temp.payments_v4 ORDER BY seq;
+    DROP TABLE temp.payments_v4;
+    CREATE INDEX payments_pending ON payments (seq) WHERE status = 'pending';
+    CREATE INDEX payments_from_account ON payments (from_account_id, seq);
+    CREATE INDEX payments_to_account ON payments (to_account_id, seq);
+    CREATE INDEX payments_from_user ON payments (from_user_id, seq);
+    CREATE INDEX payments_to_user ON payments (to_user_id, seq);
+    {_payment_actions_5(e)}
+    -- A payment's life (see above).
+    CREATE TRIGGER payments_final BEFORE UPDATE ON payments
+    WHEN OLD.status NOT IN {_in(_OPEN_STATUSES)} AND ({_final_changed("IS NOT")})
+    BEGIN SELECT RAISE(ABORT, '{_SETTLED_CHANGES}'); END;
+    CREATE TRIGGER payments_authorization_ends BEFORE UPDATE ON payments
+    WHEN OLD.status = 'authorized' AND (NEW.status NOT IN {_in(_AUTHORIZATION_ENDS)}
+        OR {_authorization_changed("IS NOT")})
+    BEGIN SELECT RAISE(ABORT, '{_AUTHORIZATION_ENDS_ONLY}'); END;
+    CREATE TRIGGER payments_pending_ends BEFORE UPDATE ON payments
+    WHEN OLD.status = 'pending' AND NEW.status NOT IN {_in(_PENDING_ENDS)}
+    BEGIN SELECT RAISE(ABORT, '{_PENDING_ENDS_ONLY}'); END;
+    {_SQLITE_PAIRING_5}"""
+
+
+_SQLITE_WITHOUT_PAIR_5 = """NEW.status = 'completed' AND (
+        SELECT count(*) FROM ledger_entries
+        WHERE payment_id = NEW.id AND amount = coalesce(NEW.captured_amount, NEW.amount)
+          AND account_id = CASE direction
+              WHEN 'debit' THEN NEW.from_account_id ELSE NEW.to_account_id END) <> 2"""
+
+# Migration 4's triggers, by the same names, for the new table and the new statuses:
+# entries are written while a payment is pending or authorized, then it is completed.
+_SQLITE_PAIRING_5 = f"""
+    CREATE TRIGGER payments_completed_paired BEFORE UPDATE OF status ON payments
+    WHEN OLD.status IN {_in(_OPEN_STATUSES)} AND {_SQLITE_WITHOUT_PAIR_5}
+    BEGIN SELECT RAISE(ABORT, '{_UNPAIRED_5}'); END;
+    CREATE TRIGGER payments_inserted_paired BEFORE INSERT ON payments
+    WHEN {_SQLITE_WITHOUT_PAIR_5}
+    BEGIN SELECT RAISE(ABORT, '{_UNPAIRED_5}'); END;
+    CREATE TRIGGER payments_failed_unpaired BEFORE UPDATE OF status ON payments
+    WHEN OLD.status IN {_in(_OPEN_STATUSES)} AND {_SQLITE_WITH_ENTRIES}
+    BEGIN SELECT RAISE(ABORT, '{_NOT_COMPLETED}'); END;
+    CREATE TRIGGER payments_inserted_unpaired BEFORE INSERT ON payments
+    WHEN {_SQLITE_WITH_ENTRIES}
+    BEGIN SELECT RAISE(ABORT, '{_NOT_COMPLETED}'); END;
+    CREATE TRIGGER ledger_entries_of_pending_payments BEFORE INSERT ON ledger_entries
+    WHEN NEW.payment_id IS NOT NULL
+     AND (SELECT status FROM payments WHERE id = NEW.payment_id) NOT IN {_in(_OPEN_STATUSES)}
+    BEGIN SELECT RAISE(ABORT, '{_SETTLED}'); END;
+    """
+
+
+def _postgres_payments_5() -> str:
+    """PostgreSQL changes ``payments`` in place; its triggers keep their functions' names."""
+    e = _POSTGRES
+    added = ",\n        ".join(
+        [f"ADD COLUMN {column}" for column in _payment_columns_5(e)]
+        + [f"ADD CONSTRAINT {name} CHECK ({rule})" for name, rule in _PAYMENT_CHECKS_5.items()]
+    )
+    return f"""
+    ALTER TABLE accounts ADD COLUMN {e.money("held", ">= 0", default=0)},
+        ADD CONSTRAINT accounts_held_within_balance CHECK (held <= balance);
+    {_accounts_and_tables_5(e)}
+    ALTER TABLE payments
+        DROP CONSTRAINT payments_status_check,
+        DROP CONSTRAINT payments_failure_code_check,
+        DROP CONSTRAINT payments_check1,
+        {added},
+        ADD UNIQUE (batch_id, batch_index);
+    {_payment_actions_5(e)}
+    -- A payment's life (see above).
+    CREATE OR REPLACE FUNCTION payments_final() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF OLD.status NOT IN {_in(_OPEN_STATUSES)}
+           AND ({_final_changed("IS DISTINCT FROM")}) THEN
+            RAISE EXCEPTION '{_SETTLED_CHANGES}'
+                USING ERRCODE = 'integrity_constraint_violation';
+        ELSIF OLD.status = 'authorized' AND (NEW.status NOT IN {_in(_AUTHORIZATION_ENDS)}
+           OR {_authorization_changed("IS DISTINCT FROM")}) THEN
+            RAISE EXCEPTION '{_AUTHORIZATION_ENDS_ONLY}'
+                USING ERRCODE = 'integrity_constraint_violation';
+        ELSIF OLD.status = 'pending' AND NEW.status NOT IN {_in(_PENDING_ENDS)} THEN
+            RAISE EXCEPTION '{_PENDING_ENDS_ONLY}'
+                USING ERRCODE = 'integrity_constraint_violation';
+        END IF;
+        RETURN NEW;
+    END $$;
+
+    CREATE OR REPLACE FUNCTION payments_paired() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        payment_status TEXT;
+        entries BIGINT;
+        paired BIGINT;
+    BEGIN
+        SELECT payments.status, count(ledger_entries.id), count(ledger_entries.id) FILTER (
+                WHERE ledger_entries.amount
+                      = coalesce(payments.captured_amount, payments.amount)
+                  AND ledger_entries.account_id = CASE ledger_entries.direction
+                      WHEN 'debit' THEN payments.from_account_id
+                      ELSE payments.to_account_id END)
+            INTO payment_status, entries, paired
+            FROM payments LEFT JOIN ledger_entries ON ledger_entries.payment_id = payments.id
+            WHERE payments.id = NEW.id GROUP BY payments.seq;
+        IF payment_status = 'completed' AND paired <> 2 THEN
+            RAISE EXCEPTION '{_UNPAIRED_5}'
+                USING ERRCODE = 'integrity_constraint_violation';
+        ELSIF payment_status <> 'completed' AND entries <> 0 THEN
+            RAISE EXCEPTION '{_NOT_COMPLETED}'
+                USING ERRCODE = 'integrity_constraint_violation';
+        END IF;
+        RETURN NULL;
+    END $$;
+    """
+
+
 SQLITE_MIGRATIONS: tuple[str, ...] = (
     _tables(_SQLITE) + _SQLITE_TRIGGERS_1,
     _API_KEYS_BY_USER_AND_SEQ,
     _SQLITE_ENTRIES_MOVE_BALANCES,
     _SQLITE_PAIRING,
+    _sqlite_payments_5(),
 )
 """SQLite's migrations; the version is kept in ``PRAGMA user_version``."""
 
@@ -425,5 +773,6 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     _API_KEYS_BY_USER_AND_SEQ,
     _POSTGRES_ENTRIES_MOVE_BALANCES,
     _POSTGRES_PAIRING,
+    _postgres_payments_5(),
 )
 """PostgreSQL's migrations; the version is kept in the ``schema_version`` table."""

@@ -41,6 +41,12 @@ PAYMENT_FIELDS = {
     "failure_detail",
     "created_at",
     "completed_at",
+    "capture",
+    "captured_amount",
+    "expires_at",
+    "refund_of",
+    "refunded_amount",
+    "batch_id",
 }
 LEDGER_ENTRY_FIELDS = {
     "id",
@@ -113,6 +119,8 @@ def test_an_opened_account_is_the_callers_and_empty(client: TestClient, ada: Cal
         "currency",
         "balance",
         "pending_out",
+        "held",
+        "available",
         "status",
         "created_at",
         "updated_at",
@@ -121,6 +129,7 @@ def test_an_opened_account_is_the_callers_and_empty(client: TestClient, ada: Cal
     assert account["currency"] == "EUR"
     assert account["balance"] == 0
     assert account["pending_out"] == 0
+    assert (account["held"], account["available"]) == (0, 0)
     assert account["status"] == "active"
     assert _is_utc(account["created_at"])
     assert _is_utc(account["updated_at"])
@@ -177,6 +186,16 @@ def test_an_accepted_transfer_settles_and_moves_the_money(
     assert submitted["currency"] == "EUR"
     assert submitted["description"] == "rent"
     assert set(submitted) == PAYMENT_FIELDS
+    assert (submitted["capture"], submitted["captured_amount"], submitted["expires_at"]) == (
+        "automatic",
+        None,
+        None,
+    )
+    assert (submitted["refund_of"], submitted["refunded_amount"], submitted["batch_id"]) == (
+        None,
+        0,
+        None,
+    )
     assert _is_utc(submitted["created_at"])
 
     settle()

@@ -22,7 +22,7 @@ from tests.unit.helpers import (
     snapshot,
 )
 
-UNPAIRED = "a completed payment has one debit and one credit of its amount"
+UNPAIRED = "a completed payment has one debit and one credit of what it moved"
 NOT_COMPLETED = "a payment that is not completed has no ledger entries"
 
 
