@@ -5,9 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from shared.currencies import ISO_4217
+from shared.payments import Transfer
 from shared.records import AccountStatus, CaptureMode, Direction, FailureCode, PaymentStatus
 
 T = TypeVar("T")
@@ -37,6 +47,17 @@ Amount = Annotated[
     ),
 ]
 Description = Annotated[str | None, Field(max_length=500)]
+MIN_HOLD_SECONDS, MAX_HOLD_SECONDS = 60, 2_592_000
+HoldSeconds = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=MIN_HOLD_SECONDS,
+        le=MAX_HOLD_SECONDS,
+        description="With `capture: manual`: how long the authorization holds, 60 s to 30"
+        " days; default `P2P_HOLD_SECONDS` (7 days).",
+    ),
+]
 
 # RFC 5321, 4.5.3.1: a local part of at most 64 octets, a path of at most 256 octets,
 # which leaves 254 for the address between its angle brackets.
@@ -100,6 +121,47 @@ class TransferCreate(_Body):
     amount: Amount
     currency: Currency
     description: Description = None
+    capture: Literal["automatic", "manual"] = Field(
+        default="automatic",
+        description="`automatic`: the money moves when the worker settles it; `manual`: the"
+        " worker authorizes it (holds the amount), then the receiver's owner captures or"
+        " voids it.",
+    )
+    hold_seconds: HoldSeconds | None = None
+
+    @field_validator("hold_seconds")
+    @classmethod
+    def _hold_only_with_manual_capture(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("capture") != CaptureMode.MANUAL:
+            raise ValueError('hold_seconds is only for "capture": "manual"')
+        return value
+
+    def to_transfer(self, default_hold_seconds: int) -> Transfer:
+        """The transfer it asks for, a manual one holding ``default_hold_seconds``
+        unless it says."""
+        capture = CaptureMode(self.capture)
+        manual = capture is CaptureMode.MANUAL
+        return Transfer(
+            from_account_id=self.from_account_id,
+            to_account_id=self.to_account_id,
+            amount=self.amount,
+            currency=self.currency,
+            description=self.description,
+            capture=capture,
+            hold_seconds=(self.hold_seconds or default_hold_seconds) if manual else None,
+        )
+
+
+class CaptureCreate(_Body):
+    amount: Annotated[
+        int | None,
+        Field(
+            strict=True,
+            ge=1,
+            le=INT64_MAX,
+            description="Minor units to move, 1 … the authorized amount; default: all of it.",
+        ),
+    ] = None
 
 
 class _Out(BaseModel):

@@ -350,7 +350,9 @@ def _verify(target_url: str) -> int:
         for line in violations:
             print(f"  {line}")
         return 1
-    print(f"verify: {_shown(target_url)}: the ledger holds (G2 atomicity, G3 conservation)")
+    print(
+        f"verify: {_shown(target_url)}: the ledger holds (G2 atomicity, G3 conservation, G8 holds)"
+    )
     return 0
 
 

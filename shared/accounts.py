@@ -129,18 +129,31 @@ def list_ledger(
 
 def change_pending_out(conn: Connection, changes: dict[str, int]) -> None:
     """Add ``changes[id]`` to each account's ``pending_out`` (negative to release)."""
+    _add_to(conn, "pending_out", changes)
+
+
+def change_held(conn: Connection, changes: dict[str, int]) -> None:
+    """Add ``changes[id]`` to each account's ``held`` (negative to release a hold)."""
+    _add_to(conn, "held", changes)
+
+
+def _add_to(conn: Connection, column: str, changes: dict[str, int]) -> None:
+    """``column`` (a constant of this module, never input) of each account, changed."""
+    changes = {account_id: amount for account_id, amount in changes.items() if amount}
+    if not changes:
+        return
     # One account (a write alone, as every submit is on PostgreSQL): the one-row form
     # costs the server less CPU than the VALUES list a group needs.
     if len(changes) == 1:
         ((account_id, amount),) = changes.items()
         conn.execute(
-            "UPDATE accounts SET pending_out = pending_out + ? WHERE id = ?", (amount, account_id)
+            f"UPDATE accounts SET {column} = {column} + ? WHERE id = ?", (amount, account_id)
         )
         return
     for chunk in chunks(list(changes.items())):
         conn.execute(
             f"WITH changed (account_id, amount) AS (VALUES {rows(len(chunk), 2)})"
-            " UPDATE accounts SET pending_out = pending_out"
+            f" UPDATE accounts SET {column} = {column}"
             " + (SELECT amount FROM changed WHERE account_id = accounts.id)"
             " WHERE id IN (SELECT account_id FROM changed)",
             [value for pair in chunk for value in pair],

@@ -1,4 +1,5 @@
-"""Audits of G2 (atomicity) and G3 (conservation): all at once, or a slice at a time.
+"""Audits of G2 (atomicity), G3 (conservation) and G8 (holds): all at once, or a slice at
+a time.
 
 ``verify`` (``p2p verify``) runs every check over the whole database. ``RollingAudit``
 runs the same checks over a bounded slice per run (the next accounts, payments and
@@ -76,6 +77,12 @@ _CHECKS: tuple[tuple[Scope, str, str], ...] = (
         "SELECT id, 'balance ' || balance FROM {accounts} WHERE balance < 0",
     ),
     (
+        Scope.ACCOUNTS,
+        "negative available (held is more than the balance)",
+        "SELECT id, 'balance ' || balance || ' but held ' || held FROM {accounts}"
+        " WHERE held < 0 OR held > balance",
+    ),
+    (
         Scope.PAYMENTS,
         # Its amount: what it moved, the captured amount if it was captured.
         "completed payment without exactly one debit and one credit of its amount",
@@ -101,6 +108,14 @@ _CHECKS: tuple[tuple[Scope, str, str], ...] = (
         SELECT payments.id, payments.status || ' with ' || count(*) || ' entries'
         FROM {payments} JOIN ledger_entries ON ledger_entries.payment_id = payments.id
         WHERE payments.status <> 'completed' GROUP BY payments.seq, payments.id, payments.status
+        """,
+    ),
+    (
+        Scope.PAYMENTS,
+        "capture of more than was authorized",
+        """
+        SELECT id, 'captured ' || captured_amount || ' of ' || amount FROM {payments}
+        WHERE captured_amount < 1 OR captured_amount > amount
         """,
     ),
     (
@@ -139,12 +154,12 @@ _TABLE_OF = {Scope.ACCOUNTS: "accounts", Scope.PAYMENTS: "payments", Scope.DEPOS
 
 
 def verify(db: Database) -> list[str]:
-    """Every violation of G2 and G3, one line each; empty when the ledger holds."""
+    """Every violation of G2, G3 and G8, one line each; empty when the ledger holds."""
     return [str(violation) for violation in audit(db)]
 
 
 def audit(db: Database) -> list[Violation]:
-    """Every violation of G2 and G3 in the whole database, in one snapshot."""
+    """Every violation of G2, G3 and G8 in the whole database, in one snapshot."""
     violations: list[Violation] = []
     with db.read() as conn:
         violations.extend(_run_checks(conn, _WHOLE_TABLES, {}, list(Scope)))
@@ -156,6 +171,7 @@ def audit(db: Database) -> list[Violation]:
         )
         violations.extend(_account_sums(conn, _WHOLE_TABLES, {}))
         violations.extend(_pending_out(conn, _WHOLE_TABLES, {}))
+        violations.extend(_held(conn, _WHOLE_TABLES, {}))
         violations.extend(_conservation(conn))
     return violations
 
@@ -212,6 +228,7 @@ class RollingAudit:
             found = list(_run_checks(conn, _SLICES, params, _TABLE_OF))
             found.extend(_account_sums(conn, _SLICES, params))
             found.extend(_pending_out(conn, _SLICES, params))
+            found.extend(_held(conn, _SLICES, params))
             cycle_complete = len(slices[Scope.ACCOUNTS]) < self.batch
             if cycle_complete:
                 found.extend(_conservation(conn))
@@ -286,6 +303,31 @@ def _pending_out(
                 Scope.ACCOUNTS,
                 account_id,
                 f"pending_out {pending_out} but {count[account_id]} pending payment(s)",
+            )
+
+
+def _held(conn: Connection, tables: dict[str, str], params: dict[str, int]) -> Iterator[Violation]:
+    """G8: per account, held = the sum of its authorized payments (read through the
+    partial index of authorized payments)."""
+    authorized: defaultdict[str, int] = defaultdict(int)
+    count: defaultdict[str, int] = defaultdict(int)
+    for account_id, amount in conn.execute(
+        "SELECT from_account_id, amount FROM payments WHERE status = 'authorized'"
+        " AND from_account_id IN (SELECT id FROM {accounts})".format(**tables),
+        params,
+    ):
+        authorized[account_id] += amount
+        count[account_id] += 1
+    for account_id, held in conn.execute(
+        "SELECT id, held FROM {accounts}".format(**tables), params
+    ):
+        if held != authorized[account_id]:
+            yield Violation(
+                "held differs from the account's authorized payments",
+                Scope.ACCOUNTS,
+                account_id,
+                f"held {held} but {count[account_id]} authorized payment(s)"
+                f" of {authorized[account_id]}",
             )
 
 

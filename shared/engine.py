@@ -16,9 +16,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from shared import failures
-from shared.accounts import MAX_BALANCE, change_pending_out
+from shared.accounts import MAX_BALANCE, change_held, change_pending_out
 from shared.clock import from_text, new_id, to_text, utcnow
-from shared.records import AccountStatus, FailureCode, Payment, PaymentStatus
+from shared.records import AccountStatus, CaptureMode, FailureCode, Payment, PaymentStatus
 from shared.store import Connection, Database, Row, chunks, marks, rows
 
 log = logging.getLogger(__name__)
@@ -156,18 +156,26 @@ def _settle_all(conn: Connection, payments: Sequence[Payment], now: datetime) ->
 
     The accounts are read once, locked; each payment is judged against them as the
     payments before it left them, so every outcome is the one it would have had alone.
-    Then a few statements write the whole group: its ledger entries in order (each moves
-    its account's balance, and the database checks it continues the one before), the
-    senders' ``pending_out`` released, and the payments' outcomes.
+    A payment with manual capture that passes is authorized: its amount is held on the
+    sender (spent from ``available`` like a transfer), and nothing moves yet. Then a few
+    statements write the whole group: its ledger entries in order (each moves its
+    account's balance, and the database checks it continues the one before), the new
+    holds, the senders' ``pending_out`` released, and the payments' outcomes.
     """
     if not payments:
         return []  # an idle sweep or settler-ahead pass: no statement at all
-    accounts = _lock_accounts(conn, payments)
+    accounts = lock_ledger_accounts(
+        conn,
+        {payment.from_account_id for payment in payments}
+        | {payment.to_account_id for payment in payments},
+    )
     stamp = to_text(now)
     completed_at = from_text(stamp)
     entries: list[Entry] = []
     released: dict[str, int] = {}
+    held: dict[str, int] = {}
     completed: list[str] = []
+    authorized: list[tuple[str, str]] = []
     failed: list[tuple[str, str, str, str]] = []
     settled: list[Payment] = []
     for payment in payments:
@@ -176,30 +184,41 @@ def _settle_all(conn: Connection, payments: Sequence[Payment], now: datetime) ->
         failure = _judge(payment, sender, receiver)
         if sender is not None:
             released[sender.id] = released.get(sender.id, 0) - payment.amount
-        if failure is None:
-            sender, receiver = accounts[payment.from_account_id], accounts[payment.to_account_id]
-            sender.balance -= payment.amount
-            entries.append(_entry(sender, "debit", payment, stamp))
-            receiver.balance += payment.amount
-            entries.append(_entry(receiver, "credit", payment, stamp))
-            completed.append(payment.id)
-            status, code, detail = PaymentStatus.COMPLETED, None, None
-        else:
+        if failure is not None:
             code, detail = failure
             failed.append((code.value, detail, stamp, payment.id))
-            status = PaymentStatus.FAILED
-        settled.append(
-            replace(
+            outcome = replace(
                 payment,
-                status=status,
+                status=PaymentStatus.FAILED,
                 failure_code=code,
                 failure_detail=detail,
                 completed_at=completed_at,
             )
-        )
-    _insert_entries(conn, entries)
+        elif payment.capture is CaptureMode.MANUAL:
+            sender = accounts[payment.from_account_id]
+            sender.held += payment.amount
+            held[sender.id] = held.get(sender.id, 0) + payment.amount
+            assert payment.hold_seconds is not None  # the database holds it for manual ones
+            expires_at = to_text(now + timedelta(seconds=payment.hold_seconds))
+            authorized.append((expires_at, payment.id))
+            outcome = replace(
+                payment, status=PaymentStatus.AUTHORIZED, expires_at=from_text(expires_at)
+            )
+        else:
+            sender, receiver = accounts[payment.from_account_id], accounts[payment.to_account_id]
+            entries.extend(move(sender, receiver, payment.amount, payment.id, stamp))
+            completed.append(payment.id)
+            outcome = replace(payment, status=PaymentStatus.COMPLETED, completed_at=completed_at)
+        settled.append(outcome)
+    # Entries before holds: each entry's balance is one the judging saw, never below the
+    # holds made before it, so no step passes the database's held <= balance.
+    insert_entries(conn, entries)
+    change_held(conn, held)
     change_pending_out(conn, released)
     _mark_completed(conn, completed, stamp)
+    conn.executemany(
+        "UPDATE payments SET status = 'authorized', expires_at = ? WHERE id = ?", authorized
+    )
     conn.executemany(
         "UPDATE payments SET status = 'failed', failure_code = ?, failure_detail = ?,"
         " completed_at = ? WHERE id = ?",
@@ -211,7 +230,19 @@ def _settle_all(conn: Connection, payments: Sequence[Payment], now: datetime) ->
 Entry = tuple[str, str, str, int, int, str, str]
 
 
-def _insert_entries(conn: Connection, entries: Sequence[Entry]) -> None:
+def move(
+    sender: LedgerAccount, receiver: LedgerAccount, amount: int, payment_id: str, now: str
+) -> tuple[Entry, Entry]:
+    """A payment's debit and credit of ``amount``, each on its account as it leaves it
+    (the accounts' balances are moved here, as the entries will move them)."""
+    sender.balance -= amount
+    debit = (new_id("led"), sender.id, "debit", amount, sender.balance, payment_id, now)
+    receiver.balance += amount
+    credit = (new_id("led"), receiver.id, "credit", amount, receiver.balance, payment_id, now)
+    return debit, credit
+
+
+def insert_entries(conn: Connection, entries: Sequence[Entry]) -> None:
     """In order, in one statement per chunk: each entry moves its account's balance."""
     for chunk in chunks(entries):
         conn.execute(
@@ -231,31 +262,31 @@ def _mark_completed(conn: Connection, payment_ids: Sequence[str], now: str) -> N
         )
 
 
-def _entry(account: _Account, direction: str, payment: Payment, now: str) -> Entry:
-    """A ledger entry of the payment, on the account as the payment leaves it."""
-    return (new_id("led"), account.id, direction, payment.amount, account.balance, payment.id, now)
-
-
 @dataclass(slots=True)
-class _Account:
-    """An account as a group's settling leaves it, payment after payment."""
+class LedgerAccount:
+    """An account as a transaction's settling leaves it, payment after payment."""
 
     id: str
     balance: int
+    held: int
     frozen: bool
 
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
 
-def _lock_accounts(conn: Connection, payments: Collection[Payment]) -> dict[str, _Account]:
-    """Every account these payments touch, read and locked for the transaction."""
-    rows = conn.engine.lock_accounts(
-        conn,
-        {payment.from_account_id for payment in payments}
-        | {payment.to_account_id for payment in payments},
-    )
+
+def lock_ledger_accounts(
+    conn: Connection, account_ids: Collection[str]
+) -> dict[str, LedgerAccount]:
+    """These accounts, read and locked for the transaction (in one order: see
+    ``Engine.lock_accounts``), by id; a missing one is left out."""
+    rows = conn.engine.lock_accounts(conn, account_ids)
     return {
-        row["id"]: _Account(
+        row["id"]: LedgerAccount(
             row["id"],
             row["balance"],
+            row["held"],
             AccountStatus(row["status"]) is AccountStatus.FROZEN,
         )
         for row in rows
@@ -263,17 +294,18 @@ def _lock_accounts(conn: Connection, payments: Collection[Payment]) -> dict[str,
 
 
 def _judge(
-    payment: Payment, sender: _Account | None, receiver: _Account | None
+    payment: Payment, sender: LedgerAccount | None, receiver: LedgerAccount | None
 ) -> tuple[FailureCode, str] | None:
     """The failure and its detail, which names the account it is about
-    (``shared.failures`` shows it to that account's owner only)."""
+    (``shared.failures`` shows it to that account's owner only). Only what the sender
+    has available (its balance less its holds) can be spent or held."""
     if sender is None or receiver is None:
         missing = payment.from_account_id if sender is None else payment.to_account_id
         return FailureCode.ACCOUNT_NOT_FOUND, failures.missing(missing)
     for account in (sender, receiver):
         if account.frozen:
             return FailureCode.ACCOUNT_FROZEN, failures.frozen(account.id)
-    if sender.balance < payment.amount:
+    if sender.available < payment.amount:
         return FailureCode.INSUFFICIENT_FUNDS, failures.lacks_funds(sender.id, payment.amount)
     if receiver.balance > MAX_BALANCE - payment.amount:
         return FailureCode.BALANCE_LIMIT_EXCEEDED, failures.cannot_hold(receiver.id)

@@ -77,3 +77,16 @@ class LastApiKey(P2PError):
     """Revoking this key would leave the user without a live one, locked out for good."""
 
     code = "last_api_key"
+
+
+class PaymentNotAuthorized(P2PError):
+    """A capture or a void of a payment that is not ``authorized`` (still pending, or
+    ended already: completed, failed, voided or expired)."""
+
+    code = "payment_not_authorized"
+
+
+class CaptureExceedsAuthorization(P2PError):
+    """A capture of more than the authorization reserved."""
+
+    code = "capture_exceeds_authorization"

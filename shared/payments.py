@@ -18,7 +18,7 @@ from shared.errors import (
 )
 from shared.idempotency import fingerprint
 from shared.pages import cursor_bound, page_of
-from shared.records import AccountState, Page, Payment, PaymentStatus
+from shared.records import AccountState, CaptureMode, Page, Payment, PaymentStatus
 from shared.store import Connection, Database, Row, chunks, marks, rows
 
 
@@ -31,6 +31,26 @@ class Transfer:
     amount: int
     currency: str
     description: str | None = None
+    capture: CaptureMode = CaptureMode.AUTOMATIC
+    hold_seconds: int | None = None
+    """How long an authorization holds: set exactly when ``capture`` is manual."""
+
+    def fingerprint(self) -> str:
+        """The request's meaning, for its ``Idempotency-Key``. An automatic transfer's is
+        the one it had before capture existed, so a key used then replays the same."""
+        manual = (
+            {"capture": self.capture.value, "hold_seconds": self.hold_seconds}
+            if self.capture is CaptureMode.MANUAL
+            else {}
+        )
+        return fingerprint(
+            from_account_id=self.from_account_id,
+            to_account_id=self.to_account_id,
+            amount=self.amount,
+            currency=self.currency,
+            description=self.description,
+            **manual,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +152,16 @@ class _New:
             self.idempotency_key,
             self.request_hash,
             self.created_at,
+            payment.capture.value,
+            payment.hold_seconds,
         )
 
 
 _INSERT_COLUMNS = (
     "id, from_account_id, to_account_id, from_user_id, to_user_id, amount, currency,"
-    " description, idempotency_key, request_hash, created_at"
+    " description, idempotency_key, request_hash, created_at, capture, hold_seconds"
 )
+_INSERT_WIDTH = len(_INSERT_COLUMNS.split(","))
 
 _Made = dict[tuple[str, str], tuple[Payment, str]]
 """By sender and key: the payment a key made, and the fingerprint of its request."""
@@ -156,13 +179,7 @@ def _accept(
     transfer, key = request.transfer, request.idempotency_key
     if transfer.from_account_id == transfer.to_account_id:
         raise SameAccount("a transfer needs two different accounts")
-    request_hash = fingerprint(
-        from_account_id=transfer.from_account_id,
-        to_account_id=transfer.to_account_id,
-        amount=transfer.amount,
-        currency=transfer.currency,
-        description=transfer.description,
-    )
+    request_hash = transfer.fingerprint()
     sender = accounts.get(transfer.from_account_id)
     if sender is None or sender.user_id != request.user_id:
         raise NotFound(f"no account {transfer.from_account_id}")
@@ -203,6 +220,8 @@ def _accept(
         failure_detail=None,
         created_at=from_text(created_at),
         completed_at=None,
+        capture=transfer.capture,
+        hold_seconds=transfer.hold_seconds,
     )
     made[(sender.id, key)] = (payment, request_hash)
     return _New(payment, sender.user_id, receiver.user_id, key, request_hash, created_at)
@@ -251,7 +270,7 @@ def _insert(conn: Connection, new: Sequence[_New]) -> None:
     ``pending``, no outcome) are what ``_accept`` built their ``Payment`` with."""
     for chunk in chunks(new):
         conn.execute(
-            f"INSERT INTO payments ({_INSERT_COLUMNS}) VALUES {rows(len(chunk), 11)}",
+            f"INSERT INTO payments ({_INSERT_COLUMNS}) VALUES {rows(len(chunk), _INSERT_WIDTH)}",
             [value for payment in chunk for value in payment.values()],
         )
 

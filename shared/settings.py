@@ -182,6 +182,23 @@ class Settings(BaseSettings):
         ge=1,
         description="Payments settled per sweep pass; a full batch runs the next pass at once.",
     )
+    hold_seconds: int = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        le=2_592_000,
+        description="How long an authorization (`capture: manual`) holds when the transfer"
+        " names no `hold_seconds`.",
+    )
+    expiry_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the worker looks for authorizations past their `expires_at`.",
+    )
+    expiry_batch: int = Field(
+        default=500,
+        ge=1,
+        description="Authorizations expired per pass; a full batch runs the next pass at once.",
+    )
     heartbeat_path: str | None = Field(
         default=None,
         description="A file the sweep touches every pass, for a healthcheck. Under"

@@ -1,5 +1,5 @@
 """The worker process: a Dramatiq worker consuming settle messages, the sweep, the
-reconciliation, and (``p2p worker``) the metrics endpoint."""
+expiry of authorizations, the reconciliation, and (``p2p worker``) the metrics endpoint."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from shared.settings import Settings
 from shared.store import Database
 from shared.store.opening import open_store
 from worker.actors import SettleActor, declare_settle_actor
+from worker.expiry import Expirer
 from worker.log_fields import add_message_log_fields
 from worker.metrics import WorkerMetrics, serve_metrics
 from worker.queue_depth import QueueDepth, RedisQueueDepth, queue_depth_of
@@ -59,12 +60,14 @@ class WorkerRuntime:
         )
         self._worker.queue_prefetch = settings.worker_prefetch
         self.sweeper = Sweeper(self.settler, settings, on_swept=self.metrics.observe_swept)
+        self.expirer = Expirer(db, settings)
 
     def start(self) -> None:
         self.broker.emit_after("process_boot")
         self.settler.start()
         self._worker.start()
         self.sweeper.start()
+        self.expirer.start()
         self.reconciler.start()
 
     def join(self) -> None:
@@ -76,6 +79,7 @@ class WorkerRuntime:
     def stop(self) -> None:
         """Finish what is in hand, hand prefetched messages back, and stop."""
         self.reconciler.stop()
+        self.expirer.stop()
         self.sweeper.stop()
         self._worker.stop()
         self.settler.stop()

@@ -32,7 +32,7 @@ async def accept_transfer(
 
     payment, replayed = await services.write_batched(
         payments.submit_transfers,
-        payments.TransferRequest(user.id, payments.Transfer(**body.model_dump()), key),
+        payments.TransferRequest(user.id, body.to_transfer(services.settings.hold_seconds), key),
         then=wake_the_worker,
     )
     logs.bind(payment_id=payment.id)
