@@ -86,6 +86,17 @@ def problem(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
+def batch_item_problem(error: errors.BatchItemRefused) -> JSONResponse:
+    """The problem the item would have had alone, its ``errors[].loc`` naming the item."""
+    refusal = error.refusal
+    return problem(
+        status_of(refusal),
+        refusal.code,
+        error.detail,
+        errors=[{"loc": ["body", "transfers", error.index], "msg": refusal.detail}],
+    )
+
+
 def status_of(error: errors.P2PError) -> int:
     for cls in type(error).__mro__:
         if cls in _STATUS:
@@ -94,14 +105,19 @@ def status_of(error: errors.P2PError) -> int:
 
 
 def validation_problem(errs: Sequence[Any]) -> JSONResponse:
-    items = [([str(part) for part in e.get("loc", ())], str(e.get("msg", ""))) for e in errs]
+    items = [([_part(part) for part in e.get("loc", ())], str(e.get("msg", ""))) for e in errs]
     where, msg = items[0] if items else ([], "invalid request")
     return problem(
         422,
         "validation_error",
-        f"{'.'.join(where)}: {msg}" if where else msg,
+        f"{'.'.join(map(str, where))}: {msg}" if where else msg,
         errors=[{"loc": loc, "msg": text} for loc, text in items],
     )
+
+
+def _part(part: object) -> str | int:
+    """A ``loc`` part: a list's index stays a number (``["body", "transfers", 7]``)."""
+    return part if isinstance(part, int) else str(part)
 
 
 _METHODS = frozenset({"delete", "get", "head", "options", "patch", "post", "put", "trace"})
@@ -136,6 +152,8 @@ def install(app: FastAPI) -> None:
 
     async def on_domain_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, errors.P2PError)
+        if isinstance(error, errors.BatchItemRefused):
+            return batch_item_problem(error)
         return problem(status_of(error), error.code, error.detail)
 
     async def on_api_problem(request: Request, error: Exception) -> JSONResponse:

@@ -16,9 +16,19 @@ from pydantic import (
     field_validator,
 )
 
+from shared.batches import MAX_ITEMS as MAX_BATCH_ITEMS
 from shared.currencies import ISO_4217
 from shared.payments import Transfer
-from shared.records import AccountStatus, CaptureMode, Direction, FailureCode, PaymentStatus
+from shared.records import (
+    AccountStatus,
+    Batch,
+    BatchStatus,
+    CaptureMode,
+    Direction,
+    FailureCode,
+    Payment,
+    PaymentStatus,
+)
 
 T = TypeVar("T")
 
@@ -152,6 +162,19 @@ class TransferCreate(_Body):
         )
 
 
+class BatchCreate(_Body):
+    atomic: bool = Field(
+        default=False,
+        description="`true`: every payment completes (or is authorized), or none does;"
+        " `false`: each has the outcome it would have had submitted alone, in order.",
+    )
+    transfers: list[TransferCreate] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_ITEMS,
+        description="1 to 1,000 transfer bodies, as `POST /payments/transfer` takes them.",
+    )
+
+
 class CaptureCreate(_Body):
     amount: Annotated[
         int | None,
@@ -239,6 +262,57 @@ class PaymentPublic(_Out):
     batch_id: str | None = Field(description="The batch it was submitted in.")
 
 
+class BatchCounts(BaseModel):
+    """A batch's payments by status."""
+
+    pending: int
+    completed: int
+    failed: int
+    authorized: int
+    voided: int
+    expired: int
+
+
+class BatchPublic(BaseModel):
+    id: str
+    atomic: bool
+    status: BatchStatus = Field(description="`settled` once none of its payments is pending.")
+    counts: BatchCounts
+    created_at: datetime
+    settled_at: datetime | None = Field(
+        description="When the last of its payments stopped being pending."
+    )
+
+    @classmethod
+    def of(cls, batch: Batch) -> BatchPublic:
+        return cls(
+            id=batch.id,
+            atomic=batch.atomic,
+            status=batch.status,
+            counts=BatchCounts(**{status.value: n for status, n in batch.counts.items()}),
+            created_at=batch.created_at,
+            settled_at=batch.settled_at,
+        )
+
+
+class BatchAccepted(BaseModel):
+    id: str
+    atomic: bool
+    status: BatchStatus
+    created_at: datetime
+    payments: list[PaymentPublic] = Field(description="Every payment, in the batch's order.")
+
+    @classmethod
+    def of(cls, batch: Batch, payments: list[Payment]) -> BatchAccepted:
+        return cls(
+            id=batch.id,
+            atomic=batch.atomic,
+            status=batch.status,
+            created_at=batch.created_at,
+            payments=[PaymentPublic.model_validate(payment) for payment in payments],
+        )
+
+
 class LedgerEntryPublic(_Out):
     id: str
     account_id: str
@@ -257,7 +331,10 @@ class ListPage(BaseModel, Generic[T]):
 
 
 class ValidationItem(BaseModel):
-    loc: list[str]
+    loc: list[str | int] = Field(
+        description="Where: `body`, then field names and list indexes, as"
+        ' `["body", "transfers", 7, "amount"]`.'
+    )
     msg: str
 
 
@@ -270,7 +347,8 @@ class Problem(BaseModel):
     detail: str
     code: str
     errors: list[ValidationItem] | None = Field(
-        default=None, description="Only on validation_error."
+        default=None,
+        description="On validation_error; and on a batch's refused item, naming it.",
     )
 
 

@@ -11,12 +11,13 @@ settle at once without deadlocks, lost updates or a payment applied twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from shared import failures
 from shared.accounts import MAX_BALANCE, change_held, change_pending_out
+from shared.batch_settling import claim_whole_batches, mark_settled
 from shared.clock import from_text, new_id, to_text, utcnow
 from shared.records import AccountStatus, CaptureMode, FailureCode, Payment, PaymentStatus
 from shared.store import Connection, Database, Row, chunks, marks, rows
@@ -39,22 +40,24 @@ def settle_payment(
     payment, settled = db.run(_settle_one, payment_id)
     if payment is None:
         log.warning("no payment %s to settle", payment_id, extra={"payment_id": payment_id})
-    if observe is not None and settled and payment is not None:
-        observe((payment,))
+    if observe is not None and settled:
+        observe(settled)
     return payment
 
 
-def _settle_one(conn: Connection, payment_id: str) -> tuple[Payment | None, bool]:
-    """The payment as it is after this, and whether this settled it."""
+def _settle_one(conn: Connection, payment_id: str) -> tuple[Payment | None, list[Payment]]:
+    """The payment as it is after this, and the payments this settled: it, and the
+    rest of its batch if the batch is atomic."""
     select = conn.engine.select_for_update("SELECT * FROM payments WHERE id = ?")
     row = conn.execute(select, (payment_id,)).fetchone()
     if row is None:
-        return None, False
+        return None, []
     payment = Payment.from_row(row)
     if payment.status is not PaymentStatus.PENDING:
-        return payment, False
-    (settled,) = _settle_all(conn, [payment], utcnow())
-    return settled, True
+        return payment, []
+    rows, atomic = claim_whole_batches(conn, [row])
+    settled = _settle_all(conn, [Payment.from_row(row) for row in rows], utcnow(), atomic)
+    return next((one for one in settled if one.id == payment_id), payment), settled
 
 
 def settle_pending(
@@ -65,7 +68,8 @@ def settle_pending(
     skip: Collection[str] = (),
     observe: SettledObserver | None = None,
 ) -> list[Payment]:
-    """Settle the oldest pending payments, at most ``limit``, in one transaction.
+    """Settle the oldest pending payments, ``limit`` of them, in one transaction (more
+    when the last ones belong to an atomic batch: it is settled whole).
 
     They are judged one after the other in acceptance order, each seeing what the ones
     before it did, so every outcome is the one it would have had alone; the group shares
@@ -85,7 +89,8 @@ def _settle_oldest(
 ) -> list[Payment]:
     now = utcnow()
     rows = _oldest_pending(conn, limit=limit, older_than=older_than, skip=skip, now=now, claim=True)
-    return _settle_all(conn, [Payment.from_row(row) for row in rows], now)
+    rows, atomic = claim_whole_batches(conn, rows)
+    return _settle_all(conn, [Payment.from_row(row) for row in rows], now, atomic)
 
 
 def pending_ids(
@@ -151,7 +156,12 @@ def payment_status(db: Database, payment_id: str) -> PaymentStatus | None:
     return None if row is None else PaymentStatus(row["status"])
 
 
-def _settle_all(conn: Connection, payments: Sequence[Payment], now: datetime) -> list[Payment]:
+def _settle_all(
+    conn: Connection,
+    payments: Sequence[Payment],
+    now: datetime,
+    atomic: Collection[str] = frozenset(),
+) -> list[Payment]:
     """Settle these pending payments, judged one after the other in this order.
 
     The accounts are read once, locked; each payment is judged against them as the
@@ -161,6 +171,11 @@ def _settle_all(conn: Connection, payments: Sequence[Payment], now: datetime) ->
     statements write the whole group: its ledger entries in order (each moves its
     account's balance, and the database checks it continues the one before), the new
     holds, the senders' ``pending_out`` released, and the payments' outcomes.
+
+    The payments of a batch in ``atomic`` (all of its pending ones, together) are first
+    judged on a scratch copy of the accounts (``_rehearse``): if one of them fails, they
+    all fail and none moves money. A batch none of whose payments is pending any more
+    is marked settled.
     """
     if not payments:
         return []  # an idle sweep or settler-ahead pass: no statement at all
@@ -178,10 +193,17 @@ def _settle_all(conn: Connection, payments: Sequence[Payment], now: datetime) ->
     authorized: list[tuple[str, str]] = []
     failed: list[tuple[str, str, str, str]] = []
     settled: list[Payment] = []
+    verdicts: dict[str, tuple[FailureCode, str]] = {}
+    rehearsed: set[str] = set()
     for payment in payments:
         sender = accounts.get(payment.from_account_id)
         receiver = accounts.get(payment.to_account_id)
-        failure = _judge(payment, sender, receiver)
+        batch_id = payment.batch_id
+        if batch_id is not None and batch_id in atomic and batch_id not in rehearsed:
+            rehearsed.add(batch_id)
+            batch = [one for one in payments if one.batch_id == batch_id]
+            verdicts |= _rehearse(batch, accounts)
+        failure = verdicts.get(payment.id) or _judge(payment, sender, receiver)
         if sender is not None:
             released[sender.id] = released.get(sender.id, 0) - payment.amount
         if failure is not None:
@@ -224,7 +246,34 @@ def _settle_all(conn: Connection, payments: Sequence[Payment], now: datetime) ->
         " completed_at = ? WHERE id = ?",
         failed,
     )
+    mark_settled(conn, {p.batch_id for p in payments if p.batch_id is not None}, stamp)
     return settled
+
+
+def _rehearse(
+    batch: Sequence[Payment], accounts: Mapping[str, LedgerAccount]
+) -> dict[str, tuple[FailureCode, str]]:
+    """An atomic batch's payments judged in order on a scratch copy of the accounts as
+    the group has left them: nothing when every one passes; else every payment's
+    failure, its own for the ones at fault and ``linked_payment_failed`` for the others."""
+    involved = {p.from_account_id for p in batch} | {p.to_account_id for p in batch}
+    scratch = {id_: replace(accounts[id_]) for id_ in involved if id_ in accounts}
+    faults: dict[str, tuple[FailureCode, str]] = {}
+    for payment in batch:
+        failure = _judge(
+            payment, scratch.get(payment.from_account_id), scratch.get(payment.to_account_id)
+        )
+        if failure is not None:
+            faults[payment.id] = failure
+        elif payment.capture is CaptureMode.MANUAL:
+            scratch[payment.from_account_id].held += payment.amount
+        else:
+            sender, receiver = scratch[payment.from_account_id], scratch[payment.to_account_id]
+            move(sender, receiver, payment.amount, payment.id, "")
+    if not faults:
+        return {}
+    linked = (FailureCode.LINKED_PAYMENT_FAILED, failures.linked(next(iter(faults))))
+    return {payment.id: faults.get(payment.id, linked) for payment in batch}
 
 
 Entry = tuple[str, str, str, int, int, str, str]

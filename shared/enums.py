@@ -50,3 +50,10 @@ class PaymentActionKind(enum.StrEnum):
 class Direction(enum.StrEnum):
     DEBIT = "debit"
     CREDIT = "credit"
+
+
+class BatchStatus(enum.StrEnum):
+    """Not stored: a batch is settled once none of its payments is pending."""
+
+    PENDING = "pending"
+    SETTLED = "settled"

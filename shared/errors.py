@@ -90,3 +90,15 @@ class CaptureExceedsAuthorization(P2PError):
     """A capture of more than the authorization reserved."""
 
     code = "capture_exceeds_authorization"
+
+
+class BatchItemRefused(P2PError):
+    """An item of a batch is refused as the same transfer alone would be; the whole batch
+    is refused with that item's problem, and nothing of it is recorded."""
+
+    code = "batch_item_refused"
+
+    def __init__(self, index: int, refusal: P2PError) -> None:
+        super().__init__(f"transfers[{index}]: {refusal.detail}")
+        self.index = index
+        self.refusal = refusal

@@ -31,9 +31,14 @@ def cannot_hold(account_id: str) -> str:
     return f"account {account_id} cannot hold more"
 
 
+def linked(payment_id: str) -> str:
+    return f"payment {payment_id} of the same atomic batch failed"
+
+
 _TO_THE_OTHER_PARTY = {
     FailureCode.INSUFFICIENT_FUNDS: "the sending account lacks the funds for this payment",
     FailureCode.BALANCE_LIMIT_EXCEEDED: "the receiving account cannot hold this payment",
+    FailureCode.LINKED_PAYMENT_FAILED: "another payment of its atomic batch failed",
 }
 
 

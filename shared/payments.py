@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from shared import failures
 from shared.accounts import MAX_BALANCE, change_pending_out, find_accounts, owned_account
@@ -96,8 +96,53 @@ def submit_transfers(conn: Connection, requests: Sequence[TransferRequest]) -> l
     locked), the payments their keys made before, then every new payment in one insert
     and the senders' ``pending_out`` in one update.
     """
+    judged = judge_transfers(conn, requests)
+    judged.record(conn)
+    return judged.outcomes
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """Transfer requests judged in order, nothing written yet: each one's outcome, and
+    what ``record`` writes of the new ones."""
+
+    outcomes: list[Submitted]
+    _new: list[_New]
+    _accounts: dict[str, AccountState]
+    _pending_out: dict[str, int]
+
+    def record(self, conn: Connection, batch_id: str | None = None) -> list[Payment]:
+        """Insert the new payments, in order, and add them to their senders'
+        ``pending_out``; ``batch_id``: they are that batch's, in its order. Returns them
+        as recorded."""
+        new = self._new
+        if batch_id is not None:
+            new = [
+                replace(
+                    item,
+                    payment=replace(item.payment, batch_id=batch_id),
+                    batch_id=batch_id,
+                    batch_index=at,
+                )
+                for at, item in enumerate(new)
+            ]
+        _insert(conn, new)
+        change_pending_out(
+            conn,
+            {
+                account_id: total - self._accounts[account_id].pending_out
+                for account_id, total in self._pending_out.items()
+                if total != self._accounts[account_id].pending_out
+            },
+        )
+        return [item.payment for item in new]
+
+
+def judge_transfers(conn: Connection, requests: Sequence[TransferRequest]) -> Judged:
+    """The checks of ``submit_transfer``, for each request in order, as if one after the
+    other (the senders stay locked until the transaction ends); nothing is written."""
     if not requests:
-        return []
+        return Judged([], [], {}, {})
     accounts = _accounts(conn, requests)
     made = _made_before(conn, requests)
     pending_out = {account.id: account.pending_out for account in accounts.values()}
@@ -114,16 +159,7 @@ def submit_transfers(conn: Connection, requests: Sequence[TransferRequest]) -> l
             outcomes.append((outcome.payment, False))
         else:
             outcomes.append((outcome, True))
-    _insert(conn, new)
-    change_pending_out(
-        conn,
-        {
-            account_id: total - accounts[account_id].pending_out
-            for account_id, total in pending_out.items()
-            if total != accounts[account_id].pending_out
-        },
-    )
-    return outcomes
+    return Judged(outcomes, new, accounts, pending_out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +172,8 @@ class _New:
     idempotency_key: str
     request_hash: str
     created_at: str
+    batch_id: str | None = None
+    batch_index: int | None = None
 
     def values(self) -> tuple[str | int | None, ...]:
         """In ``_INSERT_COLUMNS`` order."""
@@ -154,12 +192,15 @@ class _New:
             self.created_at,
             payment.capture.value,
             payment.hold_seconds,
+            self.batch_id,
+            self.batch_index,
         )
 
 
 _INSERT_COLUMNS = (
     "id, from_account_id, to_account_id, from_user_id, to_user_id, amount, currency,"
-    " description, idempotency_key, request_hash, created_at, capture, hold_seconds"
+    " description, idempotency_key, request_hash, created_at, capture, hold_seconds,"
+    " batch_id, batch_index"
 )
 _INSERT_WIDTH = len(_INSERT_COLUMNS.split(","))
 

@@ -9,6 +9,7 @@ from typing import Generic, TypeVar
 
 from shared.clock import from_text
 from shared.enums import AccountStatus as AccountStatus
+from shared.enums import BatchStatus as BatchStatus
 from shared.enums import CaptureMode as CaptureMode
 from shared.enums import Direction as Direction
 from shared.enums import FailureCode as FailureCode
@@ -216,3 +217,33 @@ class Page(Generic[T]):
     @property
     def has_more(self) -> bool:
         return self.next_cursor is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Transfers submitted in one request (``POST /payments/batch``), under one key."""
+
+    id: str
+    atomic: bool
+    """All of its payments complete (or are authorized), or none does."""
+    size: int
+    created_at: datetime
+    settled_at: datetime | None
+    """When the last of its payments stopped being pending (in that transaction)."""
+    counts: dict[PaymentStatus, int]
+    """Its payments by status, every status present (0 when none has it)."""
+
+    @property
+    def status(self) -> BatchStatus:
+        return BatchStatus.PENDING if self.settled_at is None else BatchStatus.SETTLED
+
+    @classmethod
+    def from_row(cls, row: Row, counts: dict[PaymentStatus, int]) -> Batch:
+        return cls(
+            id=row["id"],
+            atomic=bool(row["atomic"]),
+            size=row["size"],
+            created_at=from_text(row["created_at"]),
+            settled_at=from_text(row["settled_at"]) if row["settled_at"] else None,
+            counts={status: counts.get(status, 0) for status in PaymentStatus},
+        )

@@ -137,7 +137,7 @@ class Settler:
             settled = self._settle_group(limit=self._group, older_than=None)
             if not settled:
                 break
-            backlog = len(settled) == self._group
+            backlog = len(settled) >= self._group
             if not self._notes.is_settled(payment_id) and (
                 payment_status(self._db, payment_id) is not PaymentStatus.PENDING
             ):
@@ -188,7 +188,7 @@ class Settler:
         ids = [payment.id for payment in settled]
         self._notes.settled(
             ids,
-            mark=ids[0] if ahead and len(ids) == limit else None,
+            mark=ids[0] if ahead and len(ids) >= limit else None,
             by_messages=by == "message",
         )
         return ids

@@ -41,8 +41,9 @@ def rate_limited(success: int) -> dict[int | str, dict[str, Any]]:
     return {429: refused, success: {"headers": sent}}
 
 
-def check_amount(amount: int, max_amount: int) -> None:
+def check_amount(amount: int, max_amount: int, at: tuple[str | int, ...] = ("body",)) -> None:
     """``P2P_MAX_AMOUNT`` is a setting, so the schema cannot carry it: check it here.
+    ``at``: where in the request the amount's object is.
 
     Raises:
         RequestValidationError: the amount is above the setting.
@@ -51,7 +52,7 @@ def check_amount(amount: int, max_amount: int) -> None:
         raise RequestValidationError(
             [
                 {
-                    "loc": ("body", "amount"),
+                    "loc": (*at, "amount"),
                     "msg": f"Input should be less than or equal to {max_amount}",
                     "type": "less_than_equal",
                 }

@@ -22,7 +22,7 @@ Params = Sequence[Any] | Mapping[str, Any]
 
 ROWS_PER_STATEMENT = 500
 """Rows one multi-row statement writes at most: well within either engine's limit on
-bound values (13 a payment)."""
+bound values (15 a payment)."""
 
 LOCKED_ACCOUNT_COLUMNS = "id, balance, held, status"
 """What ``Engine.lock_accounts`` reads of each account: what settling decides on."""

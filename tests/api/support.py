@@ -205,7 +205,7 @@ def assert_problem_shape(response: httpx2.Response, code: str | None = None) -> 
             assert item["msg"]
             assert isinstance(item["loc"], list)
             assert item["loc"]
-            assert all(isinstance(part, str) for part in item["loc"])
+            assert all(isinstance(part, str | int) for part in item["loc"])
     return body
 
 
