@@ -1,5 +1,6 @@
-"""The engine, driven by Hypothesis through random sign-ups, deposits, transfers, replays,
-freezes and settling, against a model of balances small enough to be obviously right.
+"""The engine, driven by Hypothesis through random sign-ups, deposits, transfers, batches
+(independent and atomic), replays, freezes and settling, against a model of balances
+small enough to be obviously right.
 
 After every step each invariant is checked: balances, ``pending_out`` and every payment's
 outcome are the model's; per currency the balances add up to the deposits; every ledger
@@ -13,7 +14,7 @@ import shutil
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -35,10 +36,12 @@ from hypothesis.stateful import (
 from shared import accounts
 from shared.accounts import MAX_BALANCE
 from shared.audit import verify
+from shared.batches import BatchRequest, submit_batch
 from shared.engine import settle_payment, settle_pending
 from shared.errors import (
     AccountFrozen,
     BalanceLimitExceeded,
+    BatchItemRefused,
     CurrencyMismatch,
     IdempotencyKeyReused,
     NotFound,
@@ -85,6 +88,8 @@ class ModelPayment:
     amount: int
     status: str = "pending"
     failure_code: str | None = None
+    batch: str | None = None
+    atomic: bool = False
 
 
 class EngineMachine(RuleBasedStateMachine):
@@ -101,6 +106,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.deposited: defaultdict[str, int] = defaultdict(int)
         self.deposit_keys: dict[tuple[str, str], tuple[tuple[int, str | None], str]] = {}
         self.transfer_keys: dict[tuple[str, str], tuple[Transfer, str]] = {}
+        self.batch_keys: dict[tuple[str, str], tuple[BatchRequest, list[str]]] = {}
         self.payments: list[ModelPayment] = []
         self._serial = itertools.count()
 
@@ -233,15 +239,97 @@ class EngineMachine(RuleBasedStateMachine):
         self.payments.append(ModelPayment(payment.id, sender, receiver, amount))
         self.transfer_keys[(sender, key)] = (transfer, payment.id)
 
+    @rule(
+        items=st.lists(st.tuples(accounts, accounts, TRANSFERS), min_size=1, max_size=5),
+        atomic=st.booleans(),
+        other_currency=SELDOM,
+        key=KEYS,
+    )
+    def submit_batch(
+        self,
+        items: list[tuple[str, str, int]],
+        atomic: bool,
+        other_currency: bool,
+        key: str,
+    ) -> None:
+        """By the owner of the first item's sender; a later item's sender may be
+        another user's, and the last item may be in another currency."""
+        caller = self.model[items[0][0]].owner
+        transfers = [
+            Transfer(sender, receiver, amount, self.model[sender].currency)
+            for sender, receiver, amount in items
+        ]
+        if other_currency:
+            last = transfers[-1]
+            currency = CURRENCIES[(CURRENCIES.index(last.currency) + 1) % len(CURRENCIES)]
+            transfers[-1] = Transfer(
+                last.from_account_id, last.to_account_id, last.amount, currency
+            )
+        request = BatchRequest(caller, atomic, transfers, key)
+        seen = self.batch_keys.get((caller, key))
+        refusal = None if seen is not None else self._refusal(caller, transfers)
+        if seen is not None and seen[0] != request:
+            with pytest.raises(IdempotencyKeyReused):
+                self.db.run(submit_batch, request)
+            return
+        if refusal is not None:
+            with pytest.raises(BatchItemRefused) as refused:
+                self.db.run(submit_batch, request)
+            assert (refused.value.index, type(refused.value.refusal)) == refusal
+            return
+        accepted, replayed = self.db.run(submit_batch, request)
+        assert replayed is (seen is not None)
+        ids = [payment.id for payment in accepted.payments]
+        if seen is not None:
+            assert ids == seen[1]
+            return
+        for payment, transfer in zip(accepted.payments, transfers, strict=True):
+            assert payment.status == "pending"
+            self.payments.append(
+                ModelPayment(
+                    payment.id,
+                    transfer.from_account_id,
+                    transfer.to_account_id,
+                    transfer.amount,
+                    batch=accepted.batch.id,
+                    atomic=atomic,
+                )
+            )
+        self.batch_keys[(caller, key)] = (request, ids)
+
+    def _refusal(self, caller: str, transfers: list[Transfer]) -> tuple[int, type[P2PError]] | None:
+        """The first item refused, as each would be submitted alone after the others."""
+        pending_out: defaultdict[str, int] = defaultdict(int)
+        for payment in self._pending():
+            pending_out[payment.sender] += payment.amount
+        for index, transfer in enumerate(transfers):
+            sender, receiver = transfer.from_account_id, transfer.to_account_id
+            refusal: type[P2PError] | None = None
+            if sender == receiver:
+                refusal = SameAccount
+            elif self.model[sender].owner != caller:
+                refusal = NotFound
+            elif transfer.currency != self.model[sender].currency or (
+                transfer.currency != self.model[receiver].currency
+            ):
+                refusal = CurrencyMismatch
+            elif pending_out[sender] > MAX_BALANCE - transfer.amount:
+                refusal = BalanceLimitExceeded
+            if refusal is not None:
+                return index, refusal
+            pending_out[sender] += transfer.amount
+        return None
+
     # --- settling ------------------------------------------------------------------
 
     @precondition(lambda self: self.payments)
     @rule(pick=st.integers(0, 10_000))
     def settle_one(self, pick: int) -> None:
-        """Any payment, settled or not: settling again must change nothing."""
+        """Any payment, settled or not: settling again must change nothing. A payment of
+        an atomic batch settles its whole batch."""
         payment = self.payments[pick % len(self.payments)]
         if payment.status == "pending":
-            self._judge(payment)
+            self._judge_all(self._claimed([payment]))
         settled = settle_payment(self.db, payment.id)
         assert settled is not None
         assert (settled.status, settled.failure_code) == (payment.status, payment.failure_code)
@@ -249,9 +337,8 @@ class EngineMachine(RuleBasedStateMachine):
     @precondition(lambda self: self._pending())
     @rule(limit=st.integers(1, 6))
     def settle_group(self, limit: int) -> None:
-        oldest = self._pending()[:limit]
-        for payment in oldest:
-            self._judge(payment)
+        oldest = self._claimed(self._pending()[:limit])
+        self._judge_all(oldest)
         settled = settle_pending(self.db, limit=limit)
         assert [p.id for p in settled] == [p.id for p in oldest]
         for got, want in zip(settled, oldest, strict=True):
@@ -313,6 +400,17 @@ class EngineMachine(RuleBasedStateMachine):
             assert last.get(account_id, 0) == held.balance
 
     @invariant()
+    def a_batch_is_settled_once_none_of_its_payments_is_pending(self) -> None:
+        settled = {
+            row["id"]: row["settled_at"] is not None
+            for row in self.db.connection().execute("SELECT id, settled_at FROM batches")
+        }
+        pending = {p.batch for p in self._pending() if p.batch is not None}
+        assert settled == {
+            batch: batch not in pending for batch in {p.batch for p in self.payments if p.batch}
+        }
+
+    @invariant()
     def the_audit_finds_nothing(self) -> None:
         assert verify(self.db) == []
 
@@ -320,6 +418,39 @@ class EngineMachine(RuleBasedStateMachine):
 
     def _pending(self) -> list[ModelPayment]:
         return [p for p in self.payments if p.status == "pending"]
+
+    def _claimed(self, payments: list[ModelPayment]) -> list[ModelPayment]:
+        """What settling these takes: each atomic batch among them whole, together."""
+        claimed: list[ModelPayment] = []
+        for payment in payments:
+            if not payment.atomic:
+                claimed.append(payment)
+            elif payment not in claimed:
+                claimed += [p for p in self._pending() if p.batch == payment.batch]
+        return claimed
+
+    def _judge_all(self, payments: list[ModelPayment]) -> None:
+        """Settle these in the model, in order; an atomic batch all or nothing: judged
+        on a copy of the accounts first."""
+        rehearsed: set[str] = set()
+        for payment in payments:
+            if payment.atomic and payment.batch not in rehearsed:
+                assert payment.batch is not None
+                rehearsed.add(payment.batch)
+                self._rehearse([p for p in payments if p.batch == payment.batch])
+            if payment.status == "pending":
+                self._judge(payment)
+
+    def _rehearse(self, batch: list[ModelPayment]) -> None:
+        saved = {key: replace(account) for key, account in self.model.items()}
+        trial = [replace(payment) for payment in batch]
+        for payment in trial:
+            self._judge(payment)
+        self.model = saved
+        if any(payment.status == "failed" for payment in trial):
+            for payment, tried in zip(batch, trial, strict=True):
+                payment.status = "failed"
+                payment.failure_code = tried.failure_code or "linked_payment_failed"
 
     def _judge(self, payment: ModelPayment) -> None:
         """Settle ``payment`` in the model, as the engine's rules say."""
