@@ -42,9 +42,17 @@ def post(path: str, headers: dict[str, str], body: object, host: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
 
 
-async def _exchange(
+def get(path: str, headers: dict[str, str], host: str) -> bytes:
+    """One request's bytes."""
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def exchange(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
 ) -> tuple[int, bytes]:
+    """Send one request on a keep-alive connection; its status and body."""
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
@@ -76,7 +84,7 @@ async def closed_loop(
         try:
             while (n := next(numbers)) < total:
                 started = time.perf_counter()
-                status, body = await _exchange(reader, writer, make_request(n))
+                status, body = await exchange(reader, writer, make_request(n))
                 result.latencies.append(time.perf_counter() - started)
                 result.statuses[status] = result.statuses.get(status, 0) + 1
                 if keep_bodies:
@@ -129,7 +137,7 @@ async def open_loop(
                 n, at = await due.get()
                 if n < 0:
                     return
-                status, body = await _exchange(reader, writer, make_request(n))
+                status, body = await exchange(reader, writer, make_request(n))
                 result.latencies.append(time.perf_counter() - at)
                 result.statuses[status] = result.statuses.get(status, 0) + 1
                 if keep_bodies:

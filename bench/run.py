@@ -1,10 +1,11 @@
 """``p2p bench``: the real stack on loopback, measured beside its ceilings.
 
 Phases: submit (API alone, the worker held off), drain (the worker alone settles that
-backlog), sustained (both, at half the measured submit rate, for a fixed time). Each
-figure is printed beside the ceiling measured the same way in the same run: a no-op
-endpoint on the same server stack with the same load generator, and a no-op actor with
-the worker's own settings.
+backlog), sustained (both, at half the measured submit rate, for a fixed time), then the
+same with transfers sent 100 to a batch (``bench.batches``). Each figure is printed
+beside the ceiling measured the same way in the same run: a no-op endpoint on the same
+server stack with the same load generator, and a no-op actor with the worker's own
+settings; the batch figures beside the single-transfer submit rate.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.batches import BATCH_SIZE, BatchRequests, settled_loop
 from bench.database import BenchDatabase, bench_database
 from bench.loadgen import Result, closed_loop, open_loop, percentile, post
 from bench.stack import BenchStack, Child
@@ -260,6 +262,51 @@ async def _measure(stack: BenchStack, plan: Plan, workers: int) -> dict[str, Any
     ]
     progress.done(f"settle p99 {figures['settle_p99_ms']:,.0f} ms")
     figures |= rss.summary()
+    worker.stop()
+    figures |= await _batches(stack, plan, api_port, accounts, workers)
+    return figures
+
+
+async def _batches(
+    stack: BenchStack, plan: Plan, api_port: int, accounts: list[tuple[str, str]], workers: int
+) -> dict[str, Any]:
+    """Batch submit (the worker held off), batch drain (the worker alone), batch e2e."""
+    figures: dict[str, Any] = {}
+    batches = max(1, plan.payments // BATCH_SIZE)
+    progress = _Progress("batch", batches)
+    submitted = await closed_loop(
+        HOST,
+        api_port,
+        BatchRequests(accounts, "batch", HOST),
+        total=batches,
+        connections=plan.connections,
+        on_progress=progress,
+    )
+    _expect_only(submitted, 202, "batch submit")
+    figures |= _latency("batch_submit", submitted)
+    figures["batch_submit_tps"] = submitted.rate * BATCH_SIZE
+    progress.done(f"{figures['batch_submit_tps']:,.0f} transfers/s")
+
+    progress = _Progress("batch drain", batches * BATCH_SIZE)
+    stack.start_worker(workers)
+    figures["batch_drain_tps"] = _drain_rate(stack, progress, batches * BATCH_SIZE, "batch")
+    progress.done(f"{figures['batch_drain_tps']:,.0f} transfers/s")
+
+    progress = _Progress("batch e2e", plan.sustained_s)
+    settled = await settled_loop(
+        HOST,
+        api_port,
+        BatchRequests(accounts, "e2e", HOST),
+        stack.db,
+        seconds=plan.sustained_s,
+        connections=plan.connections,
+        on_tick=progress,
+    )
+    if settled.refused:
+        raise RuntimeError(f"batch e2e: unexpected answers {settled.refused}")
+    figures["batch_e2e_tps"] = settled.transfers_per_s
+    figures["batch_e2e_backlog_max"] = max(settled.backlog, default=0)
+    progress.done(f"{figures['batch_e2e_tps']:,.0f} transfers/s")
     return figures
 
 
@@ -535,6 +582,27 @@ def _report(figures: dict[str, Any], plan: Plan) -> None:
             "bounded" if figures["backlog_bounded"] else "GROWING",
             "",
             "bounded",
+        ),
+        (
+            "batch submit (100 a batch)",
+            f"{figures['batch_submit_tps']:,.0f} transfers/s",
+            f"{figures['submit_rps']:,.0f} req/s",
+            f"{figures['batch_submit_tps'] / figures['submit_rps']:.1f}",
+            "",
+        ),
+        (
+            "batch drain",
+            f"{figures['batch_drain_tps']:,.0f} transfers/s",
+            f"{figures['drain_rps']:,.0f} payments/s",
+            f"{figures['batch_drain_tps'] / figures['drain_rps']:.1f}",
+            "",
+        ),
+        (
+            "batch e2e (accepted and settled)",
+            f"{figures['batch_e2e_tps']:,.0f} transfers/s",
+            f"backlog max {figures['batch_e2e_backlog_max']:,}",
+            "",
+            "≥ 10,000/s",
         ),
         (
             "peak RSS api / worker",
