@@ -77,10 +77,16 @@ def submit_batch(conn: Connection, request: BatchRequest) -> tuple[BatchAccepted
     replay = _replay(conn, request, request_hash)
     if replay is not None:
         return replay, True
+    batch_id = new_id("bat")
     judged = judge_transfers(
         conn,
         [
-            TransferRequest(request.user_id, transfer, item_key(request.idempotency_key, index))
+            TransferRequest(
+                request.user_id,
+                transfer,
+                item_key(request.idempotency_key, index),
+                (batch_id, index),
+            )
             for index, transfer in enumerate(request.transfers)
         ],
     )
@@ -94,7 +100,7 @@ def submit_batch(conn: Connection, request: BatchRequest) -> tuple[BatchAccepted
     for index, outcome in enumerate(judged.outcomes):
         if isinstance(outcome, P2PError):
             raise BatchItemRefused(index, outcome)
-    batch_id, created_at = new_id("bat"), to_text(utcnow())
+    created_at = to_text(utcnow())
     conn.execute(
         "INSERT INTO batches (id, user_id, atomic, size, idempotency_key, request_hash,"
         " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -108,7 +114,8 @@ def submit_batch(conn: Connection, request: BatchRequest) -> tuple[BatchAccepted
             created_at,
         ),
     )
-    payments = judged.record(conn, batch_id)
+    judged.record(conn)
+    payments = [outcome[0] for outcome in judged.outcomes if not isinstance(outcome, P2PError)]
     batch = Batch(
         id=batch_id,
         atomic=request.atomic,

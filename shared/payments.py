@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from shared import failures
 from shared.accounts import MAX_BALANCE, change_pending_out, find_accounts, owned_account
@@ -60,6 +60,8 @@ class TransferRequest:
     user_id: str
     transfer: Transfer
     idempotency_key: str
+    batch: tuple[str, int] | None = None
+    """The batch it is an item of, and its place there (``shared.batches``)."""
 
 
 Submitted = tuple[Payment, bool] | P2PError
@@ -111,22 +113,10 @@ class Judged:
     _accounts: dict[str, AccountState]
     _pending_out: dict[str, int]
 
-    def record(self, conn: Connection, batch_id: str | None = None) -> list[Payment]:
+    def record(self, conn: Connection) -> None:
         """Insert the new payments, in order, and add them to their senders'
-        ``pending_out``; ``batch_id``: they are that batch's, in its order. Returns them
-        as recorded."""
-        new = self._new
-        if batch_id is not None:
-            new = [
-                replace(
-                    item,
-                    payment=replace(item.payment, batch_id=batch_id),
-                    batch_id=batch_id,
-                    batch_index=at,
-                )
-                for at, item in enumerate(new)
-            ]
-        _insert(conn, new)
+        ``pending_out``."""
+        _insert(conn, self._new)
         change_pending_out(
             conn,
             {
@@ -135,7 +125,6 @@ class Judged:
                 if total != self._accounts[account_id].pending_out
             },
         )
-        return [item.payment for item in new]
 
 
 def judge_transfers(conn: Connection, requests: Sequence[TransferRequest]) -> Judged:
@@ -146,11 +135,13 @@ def judge_transfers(conn: Connection, requests: Sequence[TransferRequest]) -> Ju
     accounts = _accounts(conn, requests)
     made = _made_before(conn, requests)
     pending_out = {account.id: account.pending_out for account in accounts.values()}
+    # One acceptance time for the transaction that records them all.
+    created_at = to_text(utcnow())
     outcomes: list[Submitted] = []
     new: list[_New] = []
     for request in requests:
         try:
-            outcome = _accept(request, accounts, made, pending_out)
+            outcome = _accept(request, accounts, made, pending_out, created_at)
         except P2PError as refusal:
             outcomes.append(refusal)
             continue
@@ -213,6 +204,7 @@ def _accept(
     accounts: dict[str, AccountState],
     made: _Made,
     pending_out: dict[str, int],
+    created_at: str,
 ) -> Payment | _New:
     """One request, judged as ``submit_transfer`` documents, against what the requests
     before it left (``made`` and ``pending_out`` take in a new payment): the payment its
@@ -248,7 +240,7 @@ def _accept(
             f"account {sender.id} has too much pending to accept another transfer"
         )
     pending_out[sender.id] += transfer.amount
-    created_at = to_text(utcnow())
+    batch_id, batch_index = request.batch or (None, None)
     payment = Payment(
         id=new_id("pay"),
         from_account_id=sender.id,
@@ -263,9 +255,19 @@ def _accept(
         completed_at=None,
         capture=transfer.capture,
         hold_seconds=transfer.hold_seconds,
+        batch_id=batch_id,
     )
     made[(sender.id, key)] = (payment, request_hash)
-    return _New(payment, sender.user_id, receiver.user_id, key, request_hash, created_at)
+    return _New(
+        payment,
+        sender.user_id,
+        receiver.user_id,
+        key,
+        request_hash,
+        created_at,
+        batch_id,
+        batch_index,
+    )
 
 
 def _accounts(conn: Connection, requests: Sequence[TransferRequest]) -> dict[str, AccountState]:
