@@ -27,7 +27,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from shared.enums import AccountStatus, Direction, FailureCode, PaymentStatus
+from shared.enums import AccountStatus, Direction, EventType, FailureCode, PaymentStatus
 
 _WIDTH = 88
 """Where a rendered line wraps (the width the scripts were first written to)."""
@@ -412,11 +412,35 @@ _POSTGRES_PAIRING = f"""
         WHEN (NEW.payment_id IS NOT NULL) EXECUTE FUNCTION ledger_entries_paired();
     """
 
+
+# 5: events, the outbox (shared.events): each written in the transaction of the change
+# it tells of, one row per user who may read it, holding the object as that user reads
+# it. ``seq`` is the feed's order and must be commit order and never reused: SQLite's
+# AUTOINCREMENT never hands out a number again, even once the newest rows are pruned
+# (a plain rowid would), and one writer at a time makes its order commit order;
+# PostgreSQL's identity column is drawn under a lock held until the commit
+# (``Engine.order_commits``). A user's feed is one range scan of ``events_user``.
+def _events(seq: str) -> str:
+    types = _check_in("type", EventType, at=27)
+    return f"""
+    CREATE TABLE events (
+        seq {seq},
+        id TEXT NOT NULL UNIQUE,
+        user_id TEXT NOT NULL REFERENCES users (id),
+        type TEXT NOT NULL {types},
+        object TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX events_user ON events (user_id, seq);
+    """
+
+
 SQLITE_MIGRATIONS: tuple[str, ...] = (
     _tables(_SQLITE) + _SQLITE_TRIGGERS_1,
     _API_KEYS_BY_USER_AND_SEQ,
     _SQLITE_ENTRIES_MOVE_BALANCES,
     _SQLITE_PAIRING,
+    _events("INTEGER PRIMARY KEY AUTOINCREMENT"),
 )
 """SQLite's migrations; the version is kept in ``PRAGMA user_version``."""
 
@@ -425,5 +449,6 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     _API_KEYS_BY_USER_AND_SEQ,
     _POSTGRES_ENTRIES_MOVE_BALANCES,
     _POSTGRES_PAIRING,
+    _events(_POSTGRES.seq),
 )
 """PostgreSQL's migrations; the version is kept in the ``schema_version`` table."""
