@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
 
 from shared.currencies import ISO_4217
+from shared.enums import EventType
 from shared.records import AccountStatus, Direction, FailureCode, PaymentStatus
 
 T = TypeVar("T")
@@ -172,6 +173,19 @@ class LedgerEntryPublic(_Out):
     payment_id: str | None
     deposit_id: str | None
     created_at: datetime
+
+
+class EventData(BaseModel):
+    object: dict[str, Any] = Field(
+        description="The payment, deposit or account as the caller reads it at that moment."
+    )
+
+
+class EventPublic(BaseModel):
+    id: str
+    type: EventType
+    created_at: datetime
+    data: EventData
 
 
 class ListPage(BaseModel, Generic[T]):
