@@ -21,6 +21,7 @@ from tests.api.support import (
     deposit,
     funded_account,
     get_json,
+    metric,
     open_account,
     recorded,
     sign_up,
@@ -215,3 +216,14 @@ def test_a_long_poll_with_nothing_new_answers_empty_when_its_time_is_up(
     client: TestClient, ada: Caller
 ) -> None:
     assert feed(client, ada, wait=0.2) == {"data": [], "has_more": False, "next_cursor": None}
+
+
+def test_events_written_are_counted_by_type(client: TestClient, ada: Caller) -> None:
+    account = open_account(client, ada)
+    before = metric(client, "p2p_events_written_total", type="deposit.created")
+
+    deposit(client, ada, account, 5)
+    deposit(client, ada, account, 6)
+
+    assert metric(client, "p2p_events_written_total", type="deposit.created") == before + 2
+    assert metric(client, "p2p_events_written_total", type="payment.voided") >= 0
