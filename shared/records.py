@@ -31,6 +31,13 @@ class FailureCode(enum.StrEnum):
     BALANCE_LIMIT_EXCEEDED = "balance_limit_exceeded"
 
 
+class Signing(enum.StrEnum):
+    """Whether a key's requests must be signed (RFC 9421, ``shared.signatures``)."""
+
+    NONE = "none"
+    REQUIRED = "required"
+
+
 class Direction(enum.StrEnum):
     DEBIT = "debit"
     CREDIT = "credit"
@@ -55,12 +62,16 @@ class ApiKey:
     id: str
     created_at: datetime
     revoked_at: datetime | None
+    signing: Signing
 
     @classmethod
     def from_row(cls, row: Row) -> ApiKey:
         revoked_at = row["revoked_at"]
         return cls(
-            row["id"], from_text(row["created_at"]), from_text(revoked_at) if revoked_at else None
+            row["id"],
+            from_text(row["created_at"]),
+            from_text(revoked_at) if revoked_at else None,
+            Signing.NONE if row["signing_secret"] is None else Signing.REQUIRED,
         )
 
 

@@ -152,4 +152,10 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
         WHERE id = NEW.account_id;
     END;
     """,
+    # 4: signed requests. A key with signing: required keeps the secret its requests are
+    # signed with; NULL is a key without signing. HMAC needs the secret itself, so it is
+    # stored as issued, not hashed (docs/operations.md, API keys).
+    """
+    ALTER TABLE api_keys ADD COLUMN signing_secret TEXT;
+    """,
 )

@@ -187,4 +187,8 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER ledger_entries_move_balance AFTER INSERT ON ledger_entries
         FOR EACH ROW EXECUTE FUNCTION ledger_entries_move_balance();
     """,
+    # 4: see shared.schema.
+    """
+    ALTER TABLE api_keys ADD COLUMN signing_secret TEXT;
+    """,
 )

@@ -5,8 +5,16 @@ from fastapi import APIRouter, Response
 from api.deps import CurrentUser, ServicesDep
 from api.routes._docs import problems
 from api.routes.accounts import Cursor, Limit
-from api.schemas import ApiKeyCreated, ApiKeyPublic, ListPage, UserCreate, UserCreated
+from api.schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyPublic,
+    ListPage,
+    UserCreate,
+    UserCreated,
+)
 from shared import users
+from shared.records import Signing
 
 router = APIRouter(tags=["users"])
 
@@ -20,11 +28,29 @@ async def sign_up(body: UserCreate, services: ServicesDep) -> UserCreated:
     )
 
 
-@router.post("/users/me/api-keys", status_code=201, responses=problems(401, 413, 415))
-async def create_api_key(user: CurrentUser, services: ServicesDep) -> ApiKeyCreated:
-    """Another API key for the caller, shown this once; the others stay live."""
-    key, api_key = await services.write(users.create_api_key, user.id)
-    return ApiKeyCreated(id=key.id, api_key=api_key, created_at=key.created_at)
+@router.post(
+    "/users/me/api-keys",
+    status_code=201,
+    responses=problems(401, 413, 415, 422),
+    response_model_exclude_none=True,
+)
+async def create_api_key(
+    user: CurrentUser, services: ServicesDep, body: ApiKeyCreate | None = None
+) -> ApiKeyCreated:
+    """Another API key for the caller, shown this once; the others stay live.
+
+    With `{"signing": "required"}` the answer also holds the key's `signing_secret`, shown
+    this once too, and every request made with the key must then be signed.
+    """
+    signing = Signing(body.signing) if body is not None else Signing.NONE
+    new = await services.write(users.create_api_key, user.id, signing)
+    return ApiKeyCreated(
+        id=new.key.id,
+        api_key=new.api_key,
+        created_at=new.key.created_at,
+        signing=new.key.signing,
+        signing_secret=new.signing_secret,
+    )
 
 
 @router.get("/users/me/api-keys", responses=problems(401, 422))

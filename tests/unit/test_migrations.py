@@ -65,7 +65,7 @@ def test_migrate_brings_a_blank_database_to_the_latest_version(blank: Database) 
 
 def test_both_backends_have_the_same_schema_versions() -> None:
 
-    assert len(SQLITE.migrations) == len(POSTGRES.migrations) == 3
+    assert len(SQLITE.migrations) == len(POSTGRES.migrations) == 4
 
 
 def _deposit_as_version_1(db: Database, account: Account, amount: int) -> None:
@@ -97,8 +97,8 @@ def test_p2p_migrate_upgrades_a_first_version_database_in_place(
 
     out = _p2p_migrate(monkeypatch, capsys, blank_database_url)
 
-    assert "schema version 1 -> 3" in out
-    assert blank.schema_version() == 3
+    assert "schema version 1 -> 4" in out
+    assert blank.schema_version() == 4
     assert snapshot(blank) == before
     assert "api_keys_user" not in _indexes(blank)
     assert "api_keys_user_seq" in _indexes(blank)
