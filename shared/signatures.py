@@ -149,7 +149,7 @@ def content_digest(body: bytes) -> str:
 def _dictionary(request: SignedRequest, name: str) -> Mapping[str, object]:
     value = request.field_value(name)
     if value is None:
-        raise SignatureInvalid(f"a key with signing: required needs a {name} header")
+        raise SignatureInvalid(f"a key with signing: required needs a {name.title()} header")
     parsed = _parse(value, "dictionary", name)
     assert isinstance(parsed, dict)
     return cast(Mapping[str, object], parsed)
