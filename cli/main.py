@@ -1,4 +1,5 @@
-"""p2p: run the API, the worker, both at once for development, migrate or audit the database."""
+"""p2p: run the API, the worker, both at once for development, migrate or audit the database,
+or copy it from SQLite to PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pydantic import ValidationError
 from api.app import create_app
 from api.server import serve
 from cli.arguments import positive_count
+from cli.copy import PROGRESS_EVERY
+from cli.copy import run as run_copy
 from cli.processes import run_api_processes, run_worker_processes
 from jobs.broker import in_process_broker, redis_broker
 from jobs.producer import SettlementQueue
@@ -58,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_bench(bench_argv)
     elif command == "migrate":
         return _migrate(settings)
+    elif command == "copy":
+        return run_copy(args.source, args.target, every=args.progress_every)
     else:
         return _verify(settings)
     return 0
@@ -86,6 +91,23 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("verify", help="audit the database: exit 0 when the ledger holds")
     commands.add_parser(
         "migrate", help="create or upgrade the schema in place (api, worker and dev do it on start)"
+    )
+    copy = commands.add_parser(
+        "copy",
+        help="copy a whole SQLite ledger into an empty PostgreSQL database, then verify it",
+        description="Copy every table of a SQLite ledger, in one snapshot, into an empty"
+        " PostgreSQL database (migrated first), then audit the copy as `p2p verify` does."
+        " Exit 0: copied and verified; 1: failed (nothing written) or the copy does not"
+        " verify; 2: refused (nothing done).",
+    )
+    copy.add_argument("--from", dest="source", required=True, metavar="sqlite:///FILE")
+    copy.add_argument("--to", dest="target", required=True, metavar="postgresql://…")
+    copy.add_argument(
+        "--progress-every",
+        type=positive_count,
+        default=PROGRESS_EVERY,
+        metavar="ROWS",
+        help=f"rows between progress lines on stderr (default {PROGRESS_EVERY:,})",
     )
     # Its options, ``--help`` too, are left to ``bench.run.main``.
     commands.add_parser("bench", help=_BENCH_HELP, add_help=False)

@@ -42,14 +42,25 @@ def _compose_file(name: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def services() -> dict[str, Service]:
+    """What ``docker compose up`` starts: the services of no profile (``--profile
+    observability`` adds prometheus and grafana: tests/deploy/)."""
     found: dict[str, Service] = _compose_file("docker-compose.yml")["services"]
-    return found
+    return {name: service for name, service in found.items() if "profiles" not in service}
 
 
 @pytest.fixture(scope="module")
 def postgres_services(services: dict[str, Service]) -> dict[str, Service]:
     """``docker compose -f docker-compose.yml -f docker-compose.postgres.yml``'s services."""
-    override: dict[str, Service] = _compose_file("docker-compose.postgres.yml")["services"]
+    profiled = {
+        name
+        for name, service in _compose_file("docker-compose.yml")["services"].items()
+        if "profiles" in service
+    }
+    override: dict[str, Service] = {
+        name: service
+        for name, service in _compose_file("docker-compose.postgres.yml")["services"].items()
+        if name not in profiled
+    }
     return {
         name: _merged(services.get(name, {}), override.get(name, {}))
         for name in services | override
