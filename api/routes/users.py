@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Request, Response
+from fastapi.exceptions import RequestValidationError
 
 from api.deps import CurrentUser, ServicesDep
 from api.routes._docs import problems
@@ -17,6 +20,8 @@ from shared import users
 from shared.records import Signing
 
 router = APIRouter(tags=["users"])
+
+_NO_BODY = ApiKeyCreate(signing="none")
 
 
 @router.post("/users", status_code=201, responses=problems(409, 413, 415, 422))
@@ -35,14 +40,22 @@ async def sign_up(body: UserCreate, services: ServicesDep) -> UserCreated:
     response_model_exclude_none=True,
 )
 async def create_api_key(
-    user: CurrentUser, services: ServicesDep, body: ApiKeyCreate | None = None
+    request: Request,
+    user: CurrentUser,
+    services: ServicesDep,
+    body: Annotated[ApiKeyCreate, Body()] = _NO_BODY,
 ) -> ApiKeyCreated:
     """Another API key for the caller, shown this once; the others stay live.
 
     With `{"signing": "required"}` the answer also holds the key's `signing_secret`, shown
     this once too, and every request made with the key must then be signed.
     """
-    signing = Signing(body.signing) if body is not None else Signing.NONE
+    if body is _NO_BODY and await request.body():
+        # FastAPI takes a JSON null for no body at all, and gives the default.
+        raise RequestValidationError(
+            [{"loc": ("body",), "msg": "Input should be an object", "type": "model_type"}]
+        )
+    signing = Signing(body.signing)
     new = await services.write(users.create_api_key, user.id, signing)
     return ApiKeyCreated(
         id=new.key.id,

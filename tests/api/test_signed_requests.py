@@ -144,16 +144,42 @@ def test_a_signing_key_is_shown_once_with_its_secret_and_listed_as_signing(
     assert "signing_secret" not in listed[body["id"]]
 
 
-@pytest.mark.parametrize("signing", [True, "yes", "optional", None, "REQUIRED"])
-def test_a_signing_mode_that_is_none_or_required_is_refused_and_no_key_made(
-    client: TestClient, db: Database, ada: Caller, signing: object
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"signing": true}',
+        b'{"signing": "yes"}',
+        b'{"signing": "optional"}',
+        b'{"signing": null}',
+        b'{"signing": "REQUIRED"}',
+        b'{"signing": "required", "other": 1}',
+        b"null",
+        b"[]",
+        b'"required"',
+    ],
+)
+def test_a_body_that_is_not_a_signing_mode_of_none_or_required_is_refused_and_no_key_made(
+    client: TestClient, db: Database, ada: Caller, body: bytes
 ) -> None:
     before = recorded(db)
 
-    response = client.post(KEYS, json={"signing": signing}, headers=ada.auth)
+    response = client.post(
+        KEYS, content=body, headers={**ada.auth, "Content-Type": "application/json"}
+    )
 
     assert_problem(response, 422, "validation_error")
     assert recorded(db) == before
+
+
+def test_no_body_or_an_empty_object_make_a_key_without_signing(
+    client: TestClient, ada: Caller
+) -> None:
+    for response in (
+        client.post(KEYS, headers=ada.auth),
+        client.post(KEYS, json={}, headers=ada.auth),
+    ):
+        assert response.status_code == 201, response.text
+        assert response.json()["signing"] == "none"
 
 
 def test_a_transfer_signed_by_a_third_party_library_is_accepted(
