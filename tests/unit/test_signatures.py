@@ -158,10 +158,13 @@ def _sign(
     key_id: str = KEY_ID,
     secret: str = SECRET,
     input_spacing: str = "",
+    expires: int | None = None,
 ) -> SignedRequest:
     params: ParamsType = {"created": created, "keyid": key_id}  # type: ignore[dict-item]
     if alg is not None:
         params["alg"] = alg  # type: ignore[assignment]
+    if expires is not None:
+        params["expires"] = expires
     parsed: list[tuple[str, ParamsType]] = [(name, {}) for name in components]
     base = signature_base(request, parsed, params)
     mac = hmac.new(secret.encode(), base.encode(), hashlib.sha256).digest()
@@ -193,6 +196,7 @@ def _verify(request: SignedRequest, now: float = NOW) -> None:
 def test_a_signed_request_verifies_also_with_other_spacing_in_its_signature_input() -> None:
     _verify(_request(BODY))
     _verify(_request(BODY, input_spacing="  "))
+    _verify(_request(BODY, expires=NOW + 10))
 
 
 @pytest.mark.parametrize("now", [NOW - 300, NOW + 300])
@@ -215,6 +219,7 @@ def test_created_may_be_300_s_from_now_either_way(now: int) -> None:
         (_request(BODY, components=("@target-uri", "content-digest")), NOW, "@method"),
         (_request(BODY, components=("@method", "content-digest")), NOW, "@target-uri"),
         (_request(signature=False), NOW, "Signature-Input"),
+        (_request(BODY, expires=NOW - 1), NOW, "expired"),
     ],
 )
 def test_what_the_service_requires_of_a_signature_is_checked(
