@@ -20,8 +20,8 @@ from api.routes import accounts, health, payments, users
 from api.waiter import PaymentWaiter
 from jobs.producer import SettlementQueue
 from shared.committer import GroupCommitter
-from shared.db import Database
 from shared.settings import Settings
+from shared.store import Database
 
 
 def create_app(
@@ -35,7 +35,8 @@ def create_app(
 ) -> FastAPI:
     """The API over ``db``, waking the worker through ``queue``. The caller owns both.
 
-    ``shared_limits``: rate limits are kept in Redis (``p2p api``), shared by every API
+    ``shared_limits``: rate limits (per user, and sign-ups per client address) are kept
+    in Redis (``p2p api``), shared by every API
     process; otherwise in this process (``p2p dev``). ``worker_metrics`` is served on
     ``/metrics`` too (``p2p dev``: one process, one port). ``fast_lane=False`` leaves every
     transfer to its route, as tests do to compare the two answers (``api.fast_lane``).
@@ -47,7 +48,10 @@ def create_app(
         waiter = PaymentWaiter(db)
         writer = GroupCommitter(db)
         limiter = RateLimiter.from_settings(settings, shared=shared_limits)
-        app.state.services = Services(settings, db, writer, queue, waiter, metrics, limiter)
+        signups = RateLimiter.for_sign_ups(settings, shared=shared_limits)
+        app.state.services = Services(
+            settings, db, writer, queue, waiter, metrics, limiter, signup_limiter=signups
+        )
         polling = asyncio.create_task(waiter.run(), name="p2p-long-poll")
         try:
             yield
@@ -56,8 +60,9 @@ def create_app(
             with suppress(asyncio.CancelledError):
                 await polling
             writer.close()
-            if limiter is not None:
-                await limiter.aclose()
+            for one in (limiter, signups):
+                if one is not None:
+                    await one.aclose()
 
     app = FastAPI(
         title="P2P payment processor",

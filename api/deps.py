@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 
 from fastapi import Depends, Header, Request, Response
 
@@ -15,9 +15,9 @@ from api.problems import ApiProblem, unauthorized
 from api.waiter import PaymentWaiter
 from jobs.producer import SettlementQueue
 from shared.committer import Batched, GroupCommitter, Item
-from shared.db import Database
 from shared.records import User
 from shared.settings import Settings
+from shared.store import Connection, Database
 
 _IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 # What /openapi.json promises a client: HTTP trims spaces around a header value, so a key
@@ -29,6 +29,7 @@ IDEMPOTENCY_KEY_SCHEMA: dict[str, Any] = {
     "pattern": "^[!-~]([ -~]{0,253}[!-~])?$",
 }
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
 
@@ -42,24 +43,21 @@ class Services:
     metrics: ApiMetrics
     limiter: RateLimiter | None
     """``None`` when ``P2P_RATE_LIMIT_PER_S`` or ``P2P_RATE_LIMIT_BURST`` is 0."""
+    signup_limiter: RateLimiter | None = None
+    """Sign-ups per client address; ``None`` when ``P2P_SIGNUP_RATE_LIMIT_*`` is 0."""
 
     async def write(
-        self,
-        fn: Callable[..., T],
-        /,
-        *args: Any,
-        then: Callable[[T], None] | None = None,
-        **kwargs: Any,
+        self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """``fn(conn, *args, **kwargs)``, group-committed; returns once it is durable.
-        ``then(result)`` runs on the writer thread once it is (``GroupCommitter``)."""
-        return await self.writer.submit_async(fn, *args, then=then, **kwargs)
+        """``fn(conn, *args, **kwargs)``, group-committed; returns once it is durable."""
+        return await self.writer.submit_async(fn, *args, **kwargs)
 
     async def write_batched(
         self, many: Batched[Item, T], item: Item, *, then: Callable[[T], None] | None = None
     ) -> T:
         """``many(conn, [item])``, group-committed, run by one call with the other items of
-        its commit (``GroupCommitter.submit_batched_async``); returns once it is durable."""
+        its commit (``GroupCommitter.submit_batched_async``); returns once it is durable.
+        ``then(result)`` runs on the writer thread once it is."""
         return await self.writer.submit_batched_async(many, item, then=then)
 
 
@@ -100,20 +98,21 @@ def valid_idempotency_key(key: str) -> bool:
 
 
 async def _rate_limit(request: Request, response: Response) -> None:
-    """Counts the request against its API key's limit, before anything is written."""
+    """Counts the request against its user's limit (all of the user's API keys share
+    one), before anything is written."""
     limiter = (await _services(request)).limiter
     if limiter is None:
         return
-    key_id: str | None = request.scope.get("state", {}).get("api_key_id")
-    if key_id is None:
+    user: User | None = request.scope.get("state", {}).get("user")
+    if user is None:
         raise unauthorized()
-    decision = await limiter.check(key_id)
+    decision = await limiter.check(user.id)
     headers = rate_limit_headers(limiter.policy, decision)
     if not decision.allowed:
         raise ApiProblem(
             429,
             "rate_limited",
-            f"too many requests with this API key: retry after {headers['Retry-After']} s",
+            f"too many requests from this user: retry after {headers['Retry-After']} s",
             headers,
         )
     response.headers.update(headers)

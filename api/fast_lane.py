@@ -57,7 +57,7 @@ class TransferFastLane:
             return
         headers: dict[str, str] = {}
         if services.limiter is not None:
-            decision = await services.limiter.check(state["api_key_id"])
+            decision = await services.limiter.check(user.id)
             if not decision.allowed:
                 await self.app(scope, again, send)
                 return

@@ -91,8 +91,21 @@ class RateLimiter:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, shared: bool) -> RateLimiter | None:
-        """``None`` when the limit is off; ``shared`` limits through ``P2P_REDIS_URL``."""
+        """The limit on transfers and deposits, per user; ``None`` when it is off;
+        ``shared`` limits through ``P2P_REDIS_URL``."""
         policy = Policy.of(settings.rate_limit_per_s, settings.rate_limit_burst)
+        return cls.of(policy, settings, shared=shared)
+
+    @classmethod
+    def for_sign_ups(cls, settings: Settings, *, shared: bool) -> RateLimiter | None:
+        """The limit on sign-ups, per client address; ``None`` when it is off."""
+        per_s = settings.signup_rate_limit_per_hour / 3600
+        policy = Policy.of(per_s, settings.signup_rate_limit_burst)
+        return cls.of(policy, settings, shared=shared)
+
+    @classmethod
+    def of(cls, policy: Policy | None, settings: Settings, *, shared: bool) -> RateLimiter | None:
+        """A limiter of ``policy``; ``None`` when there is none."""
         if policy is None:
             return None
         if not shared:

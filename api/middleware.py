@@ -10,14 +10,13 @@ from __future__ import annotations
 import time
 import urllib.parse
 
-import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import KEY_REQUIRED, problem, status_of
 from shared import logs
-from shared.db import Database
 from shared.errors import SignatureInvalid
 from shared.signatures import SignedRequest, verify_request
+from shared.store import Database
 from shared.users import KeyHolder, authenticate_key
 
 PUBLIC_PATHS = frozenset(
@@ -47,7 +46,9 @@ class BodyMiddleware:
         while more:
             message = await receive()
             if message["type"] != "http.request":
-                break
+                # The client left, or was cut off (``api.http_protocol``), before its body
+                # was whole: a part of a body may still parse, so nothing may act on it.
+                return
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
@@ -87,10 +88,8 @@ class AuthenticationMiddleware:
     ``401 signature_invalid`` before anything downstream sees it.
 
     The key is looked up on every request, so a revoked key is refused at once by every
-    API process. On SQLite the lookup runs right here on the event loop: it is one
-    indexed read on this thread's connection, which in WAL mode never waits for a
-    writer, and costs less than handing it to a thread. On PostgreSQL it is a round trip
-    that may wait for a pooled connection, so it runs on a thread.
+    API process. It is one indexed read, run as the store says a read from the event
+    loop should be (``Database.read_from_event_loop``).
     """
 
     def __init__(self, app: ASGIApp, db: Database) -> None:
@@ -128,9 +127,7 @@ class AuthenticationMiddleware:
         await self.app(scope, receive, send)
 
     async def _authenticate(self, token: str) -> KeyHolder | None:
-        if self.db.dialect.local_reads:
-            return authenticate_key(self.db, token)
-        return await anyio.to_thread.run_sync(authenticate_key, self.db, token)
+        return await self.db.read_from_event_loop(authenticate_key, self.db, token)
 
 
 async def _buffered(receive: Receive) -> tuple[bytes, Receive]:

@@ -25,6 +25,7 @@ _STATUS: dict[type[errors.P2PError], int] = {
     errors.EmailTaken: 409,
     errors.AccountFrozen: 409,
     errors.LastApiKey: 409,
+    errors.TooManyApiKeys: 409,
     errors.SameAccount: 422,
     errors.CurrencyMismatch: 422,
     errors.BalanceLimitExceeded: 422,

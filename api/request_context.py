@@ -1,4 +1,5 @@
-"""The request id, the log fields of a request, its one access line and its metrics.
+"""The request id, the log fields of a request, its one access line and its metrics;
+``Cache-Control: no-store`` on every answer.
 
 It runs outside every other layer, Starlette's ``ServerErrorMiddleware`` included, so
 that every answer carries ``X-Request-ID`` — a ``500``, and the ``401``/``413``/``415``
@@ -20,6 +21,10 @@ from api.metrics import ApiMetrics
 from shared import logs
 
 REQUEST_ID_HEADER = b"x-request-id"
+# Answers carry API keys (and other secrets shown once) and balances: no cache, shared or
+# private, may keep any of them. On every answer, so a new one that holds a secret
+# cannot be left out; a route that sets its own Cache-Control keeps it.
+NO_STORE = (b"cache-control", b"no-store")
 # What a client may choose: short, and nothing that could forge a log field or a header.
 _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 # The access line shows at most this much of a path a client made up.
@@ -48,7 +53,7 @@ def install(app: FastAPI, metrics: ApiMetrics) -> None:
 class RequestContextMiddleware:
     """Takes the client's ``X-Request-ID`` when it is sane, or makes one; puts it on the
     request's log lines and on the answer; logs one access line per request; counts it
-    by route template and status, and times it."""
+    by route template and status, and times it. Every answer gets ``NO_STORE``."""
 
     def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
         self.app = app
@@ -69,7 +74,10 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 # A new list: a response object's own headers stay as they were.
-                message = {**message, "headers": [*message.get("headers", ()), header]}
+                headers = [*message.get("headers", ()), header]
+                if not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers.append(NO_STORE)
+                message = {**message, "headers": headers}
             await send(message)
 
         self.metrics.in_flight.inc()

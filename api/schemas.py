@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
 
 from shared.currencies import ISO_4217
 from shared.records import AccountStatus, Direction, FailureCode, PaymentStatus, Signing
@@ -38,6 +38,37 @@ Amount = Annotated[
 ]
 Description = Annotated[str | None, Field(max_length=500)]
 
+# RFC 5321, 4.5.3.1: a local part of at most 64 octets, a path of at most 256 octets,
+# which leaves 254 for the address between its angle brackets.
+MAX_EMAIL_LOCAL_PART = 64
+MAX_EMAIL_LENGTH = 254
+
+
+def _email_not_too_long(value: object) -> object:
+    """On the text as sent, before it is parsed: a display name does not get it past."""
+    if isinstance(value, str) and len(value.encode()) > MAX_EMAIL_LENGTH:
+        raise ValueError(f"an email address is at most {MAX_EMAIL_LENGTH} octets")
+    return value
+
+
+def _local_part_not_too_long(email: str) -> str:
+    if len(email.rpartition("@")[0].encode()) > MAX_EMAIL_LOCAL_PART:
+        raise ValueError(
+            f"the part of an email address before the @ is at most {MAX_EMAIL_LOCAL_PART} octets"
+        )
+    return email
+
+
+Email = Annotated[
+    EmailStr,
+    BeforeValidator(_email_not_too_long),
+    AfterValidator(_local_part_not_too_long),
+    Field(
+        description="An email address: at most 254 octets, 64 before the @ (RFC 5321).",
+        json_schema_extra={"maxLength": MAX_EMAIL_LENGTH},
+    ),
+]
+
 
 class _Body(BaseModel):
     """Request bodies: unknown fields and coerced types are refused."""
@@ -47,7 +78,7 @@ class _Body(BaseModel):
 
 class UserCreate(_Body):
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    email: EmailStr
+    email: Email
 
 
 class AccountCreate(_Body):

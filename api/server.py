@@ -11,6 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.app import release_long_polls
+from api.http_protocol import ServerLimits, bounded_protocol
 
 # How long a stopping server lets requests in flight finish before cancelling them.
 # Long-polls are answered at once, so only a submit waiting on its commit is left.
@@ -49,22 +50,36 @@ class _Server(uvicorn.Server):
             self._captured_signals.clear()
 
 
-def serve(app: FastAPI, host: str, port: int, *, sock: socket.socket | None = None) -> None:
-    """Serve until SIGTERM or SIGINT, then return: uvloop, httptools; no access log and
-    no logging setup of uvicorn's own (``api.request_context`` writes the access lines,
-    and uvicorn's loggers go through ``shared.logs`` like every other).
+def serve(
+    app: FastAPI,
+    host: str,
+    port: int,
+    limits: ServerLimits,
+    *,
+    sock: socket.socket | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT, then return: uvloop, httptools bounded by ``limits``
+    (``api.http_protocol``); no access log and no logging setup of uvicorn's own
+    (``api.request_context`` writes the access lines, and uvicorn's loggers go through
+    ``shared.logs`` like every other).
 
     ``sock``: a socket already listening (``p2p api --processes``), instead of binding
     ``host:port``."""
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    server = make_server(app, host, port, limits)
+    server.run(sockets=None if sock is None else [sock])
+
+
+def make_server(app: FastAPI, host: str, port: int, limits: ServerLimits) -> uvicorn.Server:
+    """The server ``serve`` runs, not yet started."""
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=bounded_protocol(limits),
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
-    _Server(config, app).run(sockets=None if sock is None else [sock])
+    return _Server(config, app)

@@ -11,8 +11,8 @@ from collections import defaultdict
 
 import anyio.to_thread
 
-from shared.db import Database
 from shared.payments import settled_among
+from shared.store import Database
 
 TICK_S = 0.05
 

@@ -19,6 +19,7 @@ import time
 import dramatiq
 from fastapi import FastAPI, Header
 
+from api.http_protocol import ServerLimits
 from api.schemas import TransferCreate
 from api.server import serve
 from jobs.broker import redis_broker
@@ -76,7 +77,7 @@ def main() -> None:
     queue.add_argument("--count", type=int, required=True)
     args = parser.parse_args()
     if args.what == "http":
-        serve(noop_app(), "127.0.0.1", args.port)
+        serve(noop_app(), "127.0.0.1", args.port, ServerLimits.from_settings(Settings()))
     else:
         rate = queue_ceiling(args.redis_url, args.count, Settings())
         print(json.dumps({"queue_noop_rps": rate}))

@@ -27,8 +27,9 @@ from psycopg import sql
 
 # The store, as this command uses it: open a database by URL, migrate it, audit it.
 from shared.audit import verify
-from shared.db import Database
 from shared.settings import Settings
+from shared.store import Database
+from shared.store.opening import open_store
 
 PROGRESS_EVERY = 100_000
 """Rows between two progress lines of one table."""
@@ -136,7 +137,7 @@ def _target_url(url: str) -> None:
 def _open(url: str, which: str) -> Database:
     """The database, migrated to the code's schema version (as every command does)."""
     try:
-        database = Database.from_settings(Settings(database_url=url))
+        database = open_store(Settings(database_url=url))
     except (ValueError, psycopg.Error, sqlite3.Error) as error:
         raise CopyRefused(f"cannot open the {which} {_shown(url)}: {error}") from error
     try:
@@ -339,7 +340,7 @@ def _continue_counters(pg: psycopg.Connection[tuple[Any, ...]], table: Table) ->
 
 
 def _verify(target_url: str) -> int:
-    target = Database.from_settings(Settings(database_url=target_url))
+    target = open_store(Settings(database_url=target_url))
     try:
         violations = verify(target)
     finally:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from api.app import create_app
+from api.http_protocol import ServerLimits
 from api.server import serve
 from cli.arguments import positive_count
 from cli.copy import PROGRESS_EVERY
@@ -20,9 +21,9 @@ from cli.processes import run_api_processes, run_worker_processes
 from jobs.broker import in_process_broker, redis_broker
 from jobs.producer import SettlementQueue
 from shared.audit import verify
-from shared.db import Database
 from shared.logs import LogFormat, configure_logging
 from shared.settings import Settings
+from shared.store.opening import open_store
 from worker.runtime import WorkerRuntime, run_worker
 
 log = logging.getLogger("p2p")
@@ -119,20 +120,21 @@ _PROCESSES_HELP = "run N processes under one supervisor that restarts any that d
 
 
 def _serve_api(settings: Settings, host: str, port: int, fd: int | None) -> None:
-    db = Database.from_settings(settings)
+    db = open_store(settings)
     db.migrate()
     broker = redis_broker(settings.redis_url, timeout_s=settings.redis_timeout_s)
     queue = SettlementQueue(broker, settings.queue_name)
     sock = None if fd is None else socket.socket(fileno=fd)
     try:
-        serve(create_app(settings, db, queue, shared_limits=True), host, port, sock=sock)
+        app = create_app(settings, db, queue, shared_limits=True)
+        serve(app, host, port, ServerLimits.from_settings(settings), sock=sock)
     finally:
         queue.close()
         db.close()
 
 
 def _serve_dev(settings: Settings, host: str, port: int) -> None:
-    db = Database.from_settings(settings)
+    db = open_store(settings)
     db.migrate()
     runtime = WorkerRuntime(settings, in_process_broker(), db)
     runtime.start()
@@ -140,7 +142,7 @@ def _serve_dev(settings: Settings, host: str, port: int) -> None:
     queue = SettlementQueue(runtime.broker, settings.queue_name)
     try:
         app = create_app(settings, db, queue, worker_metrics=runtime.metrics.registry)
-        serve(app, host, port)
+        serve(app, host, port, ServerLimits.from_settings(settings))
     finally:
         queue.close()
         runtime.stop()
@@ -148,7 +150,7 @@ def _serve_dev(settings: Settings, host: str, port: int) -> None:
 
 
 def _migrate(settings: Settings) -> int:
-    db = Database.from_settings(settings)
+    db = open_store(settings)
     try:
         before = db.schema_version()
         after = db.migrate()
@@ -162,7 +164,7 @@ def _migrate(settings: Settings) -> int:
 
 
 def _verify(settings: Settings) -> int:
-    db = Database.from_settings(settings)
+    db = open_store(settings)
     db.migrate()
     violations = verify(db)
     db.close()

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cli.supervisor import Supervisor
-from shared.db import Database
 from shared.settings import Settings
+from shared.store.opening import open_store
 
 # As uvicorn's own: how many connections may wait for a child to accept them.
 LISTEN_BACKLOG = 2048
@@ -88,7 +88,7 @@ def heartbeat_of_all(heartbeat: Path, processes: int) -> Callable[[], None]:
 
 def _migrate(settings: Settings) -> None:
     """Once, before the children start, so that they never race to upgrade the schema."""
-    db = Database.from_settings(settings)
+    db = open_store(settings)
     db.migrate()
     db.close()
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from shared.clock import new_id, to_text, utcnow
-from shared.db import Database
-from shared.dialect import Connection, chunks, dialect_of, marks, rows
 from shared.errors import AccountFrozen, BalanceLimitExceeded, IdempotencyKeyReused, NotFound
 from shared.idempotency import fingerprint
 from shared.pages import cursor_bound, page_of
 from shared.records import Account, AccountState, AccountStatus, Deposit, LedgerEntry, Page
+from shared.store import Connection, Database, chunks, marks, rows
 
 MAX_BALANCE = 2**63 - 1
 
@@ -31,15 +32,13 @@ def get_account(db: Database, user_id: str, account_id: str) -> Account:
 
 
 def list_accounts(db: Database, user_id: str, *, limit: int, cursor: str | None) -> Page[Account]:
-    before = cursor_bound(cursor)
-    rows = (
-        db.connection()
-        .execute(
-            "SELECT * FROM accounts WHERE user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-            (user_id, before, limit + 1),
-        )
-        .fetchall()
-    )
+    """Raises: InvalidCursor."""
+    conn = db.connection()
+    before = cursor_bound(conn, cursor, "accounts", "user_id = ?", user_id)
+    rows = conn.execute(
+        "SELECT * FROM accounts WHERE user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+        (user_id, before, limit + 1),
+    ).fetchall()
     return page_of(rows, limit, Account.from_row)
 
 
@@ -117,9 +116,9 @@ def list_ledger(
     db: Database, user_id: str, account_id: str, *, limit: int, cursor: str | None
 ) -> Page[LedgerEntry]:
     """Raises: NotFound: no such account, or another user's. InvalidCursor."""
-    before = cursor_bound(cursor)
     with db.read() as conn:
         owned_account(conn, user_id, account_id)
+        before = cursor_bound(conn, cursor, "ledger_entries", "account_id = ?", account_id)
         rows = conn.execute(
             "SELECT * FROM ledger_entries WHERE account_id = ? AND seq < ?"
             " ORDER BY seq DESC LIMIT ?",
@@ -130,7 +129,9 @@ def list_ledger(
 
 def change_pending_out(conn: Connection, changes: dict[str, int]) -> None:
     """Add ``changes[id]`` to each account's ``pending_out`` (negative to release)."""
-    if len(changes) == 1:  # a submit on PostgreSQL, which commits each alone
+    # One account (a write alone, as every submit is on PostgreSQL): the one-row form
+    # costs the server less CPU than the VALUES list a group needs.
+    if len(changes) == 1:
         ((account_id, amount),) = changes.items()
         conn.execute(
             "UPDATE accounts SET pending_out = pending_out + ? WHERE id = ?", (amount, account_id)
@@ -152,24 +153,28 @@ _STATE = "SELECT id, user_id, currency, balance, pending_out, status FROM accoun
 
 def find_account(conn: Connection, account_id: str, *, lock: bool = False) -> AccountState | None:
     """``lock``: hold the row until the transaction ends, for a write that reads then
-    changes it (PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` holds every row already)."""
-    row = conn.execute(
-        f"{_STATE} WHERE id = ?" + (dialect_of(conn).for_update if lock else ""),
-        (account_id,),
-    ).fetchone()
+    changes it."""
+    select = f"{_STATE} WHERE id = ?"
+    if lock:
+        select = conn.engine.select_for_update(select)
+    row = conn.execute(select, (account_id,)).fetchone()
     return None if row is None else AccountState.from_row(row)
 
 
 def find_accounts(
-    conn: Connection, account_ids: set[str], *, lock: bool = False
+    conn: Connection, account_ids: Collection[str], *, lock: Collection[str] = ()
 ) -> dict[str, AccountState]:
-    """Those of these accounts that exist, by id. ``lock``: as ``find_account``, and in
-    id order, so that two writers locking several never wait for each other."""
-    locking = f" ORDER BY id{dialect_of(conn).for_update}" if lock else ""
+    """Those of these accounts that exist, by id. Those in ``lock`` are held as
+    ``find_account`` holds one, locked in id order, so that two writers locking several
+    never wait for each other."""
     found: dict[str, AccountState] = {}
-    for chunk in chunks(sorted(account_ids)):
-        for row in conn.execute(f"{_STATE} WHERE id IN ({marks(len(chunk))}){locking}", chunk):
-            found[row["id"]] = AccountState.from_row(row)
+    for ids, locking in conn.engine.locked_reads(account_ids, lock):
+        for chunk in chunks(sorted(ids)):
+            select = f"{_STATE} WHERE id IN ({marks(len(chunk))})"
+            if locking:
+                select = conn.engine.select_for_update(f"{select} ORDER BY id")
+            for row in conn.execute(select, chunk):
+                found[row["id"]] = AccountState.from_row(row)
     return found
 
 

@@ -14,8 +14,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
-from shared.db import Database
-from shared.dialect import SQLITE, Connection
+from shared.store import Connection, Database
 
 
 class Scope(enum.Enum):
@@ -114,15 +113,6 @@ _CHECKS: tuple[tuple[Scope, str, str], ...] = (
     ),
 )
 
-# Whole-database only: SQLite enforces foreign keys on every connection we open, and this
-# check reads every row of every table, so the rolling audit leaves it to ``verify``.
-# PostgreSQL enforces them on every connection there is: nothing to check.
-_FOREIGN_KEYS = (
-    "foreign key broken",
-    "SELECT \"table\" || ' row ' || rowid, 'references missing ' || parent"
-    " FROM pragma_foreign_key_check",
-)
-
 _WHOLE_TABLES = {
     "accounts": "accounts",
     "account_entries": "ledger_entries",
@@ -154,12 +144,12 @@ def audit(db: Database) -> list[Violation]:
     violations: list[Violation] = []
     with db.read() as conn:
         violations.extend(_run_checks(conn, _WHOLE_TABLES, {}, list(Scope)))
-        what, query = _FOREIGN_KEYS
-        if db.dialect is SQLITE:
-            violations.extend(
-                Violation(what, Scope.DATABASE, subject, detail)
-                for subject, detail in conn.execute(query)
-            )
+        # Whole-database only: it reads every row of every table, so the rolling audit
+        # leaves it to ``verify``.
+        violations.extend(
+            Violation("foreign key broken", Scope.DATABASE, subject, detail)
+            for subject, detail in conn.engine.broken_foreign_keys(conn)
+        )
         violations.extend(_account_sums(conn, _WHOLE_TABLES, {}))
         violations.extend(_pending_out(conn, _WHOLE_TABLES, {}))
         violations.extend(_conservation(conn))

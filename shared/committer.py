@@ -22,13 +22,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from shared.db import Database
-from shared.dialect import Connection, dialect_of
+from shared.store import Connection, Database
 
 log = logging.getLogger(__name__)
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
 MAX_GROUP = 256
@@ -56,33 +56,42 @@ exception in the list is that item's failure, and such an item wrote nothing."""
 
 
 class GroupCommitter:
-    """Runs write functions ``fn(conn, *args)`` in shared transactions on one thread."""
+    """Runs write functions ``fn(conn, *args, **kwargs)`` in shared transactions on one
+    thread. ``fn`` and its arguments are passed separately (a ``ParamSpec``), so that
+    mypy checks the arguments against ``fn``."""
 
     def __init__(self, db: Database, *, max_group: int = MAX_GROUP) -> None:
         self._db = db
-        self._max_group = max_group if db.dialect.shares_write_transactions else 1
+        self._max_group = min(max_group, db.engine.writes_per_transaction or max_group)
         self._writes: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         self.groups = 0
         """Transactions committed so far (each a group of writes)."""
         self._thread = threading.Thread(target=self._run, name="p2p-group-commit", daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+    def submit(
+        self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Future[T]:
         """Queue ``fn(conn, *args, **kwargs)``; the future holds its result once committed."""
         future: Future[T] = Future()
         self._writes.put(_Write(lambda conn: fn(conn, *args, **kwargs), future))
         return future
 
     def submit_async(
-        self,
-        fn: Callable[..., T],
-        /,
-        *args: Any,
-        then: Callable[[T], None] | None = None,
-        **kwargs: Any,
+        self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
     ) -> asyncio.Future[T]:
         """``submit`` from an event loop: the future is of that loop. Every future of one
-        loop that a commit resolves is resolved in one call onto it, not one each.
+        loop that a commit resolves is resolved in one call onto it, not one each."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._writes.put(_Write(lambda conn: fn(conn, *args, **kwargs), future))
+        return future
+
+    def submit_batched_async(
+        self, many: Batched[Item, T], item: Item, *, then: Callable[[T], None] | None = None
+    ) -> asyncio.Future[T]:
+        """``submit_async`` of ``many(conn, [item])``, except that consecutive writes of
+        one commit with the same ``many`` are run by one call, with all their items.
 
         ``then(result)`` runs on the writer thread right after the commit, before the
         future resolves: a hand-off that should not wait for the loop (it must be quick,
@@ -90,22 +99,14 @@ class GroupCommitter:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._writes.put(_Write(lambda conn: fn(conn, *args, **kwargs), future, then))
-        return future
-
-    def submit_batched_async(
-        self, many: Batched[Item, T], item: Item, *, then: Callable[[T], None] | None = None
-    ) -> asyncio.Future[T]:
-        """``submit_async`` of ``many(conn, [item])``, except that consecutive writes of
-        one commit with the same ``many`` are run by one call, with all their items."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
         self._writes.put(
             _Write(lambda conn: _alone(many, conn, item), future, then, many=many, item=item)
         )
         return future
 
-    def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    def run(
+        self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
         """``submit``, then wait for the commit."""
         return self.submit(fn, *args, **kwargs).result()
 
@@ -184,7 +185,7 @@ def _apply_alone(conn: Connection, write: _Write) -> _Outcome:
     conn.execute("SAVEPOINT write")
     try:
         value = write.work(conn)
-    except dialect_of(conn).conflict_error:
+    except conn.engine.conflict_error:
         raise
     except Exception as error:
         conn.execute("ROLLBACK TO write")
@@ -201,7 +202,7 @@ def _apply_together(conn: Connection, many: Batched[Any, Any], run: list[_Write]
     conn.execute("SAVEPOINT writes")
     try:
         results = many(conn, [write.item for write in run])
-    except dialect_of(conn).conflict_error:
+    except conn.engine.conflict_error:
         raise
     except Exception:
         log.warning("a batch of %d writes failed; each is tried alone", len(run), exc_info=True)

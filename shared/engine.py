@@ -15,11 +15,11 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from shared import failures
 from shared.accounts import MAX_BALANCE, change_pending_out
 from shared.clock import from_text, new_id, to_text, utcnow
-from shared.db import Database
-from shared.dialect import Connection, Row, chunks, dialect_of, marks, rows
 from shared.records import AccountStatus, FailureCode, Payment, PaymentStatus
+from shared.store import Connection, Database, Row, chunks, marks, rows
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,8 @@ def settle_payment(
 
 def _settle_one(conn: Connection, payment_id: str) -> tuple[Payment | None, bool]:
     """The payment as it is after this, and whether this settled it."""
-    row = conn.execute(
-        "SELECT * FROM payments WHERE id = ?" + dialect_of(conn).for_update, (payment_id,)
-    ).fetchone()
+    select = conn.engine.select_for_update("SELECT * FROM payments WHERE id = ?")
+    row = conn.execute(select, (payment_id,)).fetchone()
     if row is None:
         return None, False
     payment = Payment.from_row(row)
@@ -116,11 +115,10 @@ def _oldest_pending(
     are skipped, so concurrent workers each take their own oldest."""
     cutoff = None if older_than is None else to_text(now - older_than)
     skipping = f" AND id NOT IN ({marks(len(skip))})" if skip else ""
-    rows = conn.execute(
-        f"SELECT * FROM payments WHERE status = 'pending'{skipping} ORDER BY seq LIMIT ?"
-        + (dialect_of(conn).claim if claim else ""),
-        (*skip, limit),
-    ).fetchall()
+    select = f"SELECT * FROM payments WHERE status = 'pending'{skipping} ORDER BY seq LIMIT ?"
+    if claim:
+        select = conn.engine.select_to_claim(select)
+    rows = conn.execute(select, (*skip, limit)).fetchall()
     return [row for row in rows if cutoff is None or row["created_at"] <= cutoff]
 
 
@@ -249,7 +247,7 @@ class _Account:
 
 def _lock_accounts(conn: Connection, payments: Collection[Payment]) -> dict[str, _Account]:
     """Every account these payments touch, read and locked for the transaction."""
-    rows = dialect_of(conn).lock_accounts(
+    rows = conn.engine.lock_accounts(
         conn,
         {payment.from_account_id for payment in payments}
         | {payment.to_account_id for payment in payments},
@@ -267,17 +265,16 @@ def _lock_accounts(conn: Connection, payments: Collection[Payment]) -> dict[str,
 def _judge(
     payment: Payment, sender: _Account | None, receiver: _Account | None
 ) -> tuple[FailureCode, str] | None:
+    """The failure and its detail, which names the account it is about
+    (``shared.failures`` shows it to that account's owner only)."""
     if sender is None or receiver is None:
         missing = payment.from_account_id if sender is None else payment.to_account_id
-        return FailureCode.ACCOUNT_NOT_FOUND, f"account {missing} does not exist"
+        return FailureCode.ACCOUNT_NOT_FOUND, failures.missing(missing)
     for account in (sender, receiver):
         if account.frozen:
-            return FailureCode.ACCOUNT_FROZEN, f"account {account.id} is frozen"
+            return FailureCode.ACCOUNT_FROZEN, failures.frozen(account.id)
     if sender.balance < payment.amount:
-        return (
-            FailureCode.INSUFFICIENT_FUNDS,
-            f"account {sender.id} lacks the funds for {payment.amount}",
-        )
+        return FailureCode.INSUFFICIENT_FUNDS, failures.lacks_funds(sender.id, payment.amount)
     if receiver.balance > MAX_BALANCE - payment.amount:
-        return FailureCode.BALANCE_LIMIT_EXCEEDED, f"account {receiver.id} cannot hold more"
+        return FailureCode.BALANCE_LIMIT_EXCEEDED, failures.cannot_hold(receiver.id)
     return None

@@ -67,6 +67,12 @@ class InvalidCursor(P2PError):
     code = "invalid_cursor"
 
 
+class TooManyApiKeys(P2PError):
+    """The user holds as many live API keys as one may (``P2P_MAX_API_KEYS``)."""
+
+    code = "too_many_api_keys"
+
+
 class LastApiKey(P2PError):
     """Revoking this key would leave the user without a live one, locked out for good."""
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from shared import failures
 from shared.accounts import MAX_BALANCE, change_pending_out, find_accounts, owned_account
 from shared.clock import from_text, new_id, to_text, utcnow
-from shared.db import Database
-from shared.dialect import Connection, chunks, dialect_of, marks, rows
 from shared.errors import (
     BalanceLimitExceeded,
     CurrencyMismatch,
@@ -20,6 +19,7 @@ from shared.errors import (
 from shared.idempotency import fingerprint
 from shared.pages import cursor_bound, page_of
 from shared.records import AccountState, Page, Payment, PaymentStatus
+from shared.store import Connection, Database, Row, chunks, marks, rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +179,12 @@ def _accept(
         raise NotFound(f"no account {transfer.to_account_id}")
     for account in (sender, receiver):
         if account.currency != transfer.currency:
-            raise CurrencyMismatch(f"account {account.id} does not hold {transfer.currency}")
+            if account.user_id != request.user_id:
+                # Which currency another user's account holds is theirs to know.
+                raise CurrencyMismatch("the receiving account does not hold this currency")
+            raise CurrencyMismatch(
+                f"account {account.id} holds {account.currency}, not {transfer.currency}"
+            )
     if pending_out[sender.id] > MAX_BALANCE - transfer.amount:
         raise BalanceLimitExceeded(
             f"account {sender.id} has too much pending to accept another transfer"
@@ -204,17 +209,13 @@ def _accept(
 
 
 def _accounts(conn: Connection, requests: Sequence[TransferRequest]) -> dict[str, AccountState]:
-    """The accounts of both sides, by id. Where a write locks rows (PostgreSQL), the
-    senders' are locked first, always in id order, so that two writers never wait for
-    each other: their ``pending_out`` is read to be changed, and a concurrent transfer
-    with the same key (another API process) waits here, then replays the one that got
-    in first. The receivers' are only read. SQLite reads them all at once: ``BEGIN
-    IMMEDIATE`` holds every row already."""
+    """The accounts of both sides, by id. The senders' are locked, always in id order,
+    so that two writers never wait for each other: their ``pending_out`` is read to be
+    changed, and a concurrent transfer with the same key (another API process) waits
+    here, then replays the one that got in first. The receivers' are only read."""
     senders = {request.transfer.from_account_id for request in requests}
-    receivers = {request.transfer.to_account_id for request in requests} - senders
-    if not dialect_of(conn).for_update:
-        return find_accounts(conn, senders | receivers)
-    return find_accounts(conn, senders, lock=True) | find_accounts(conn, receivers)
+    receivers = {request.transfer.to_account_id for request in requests}
+    return find_accounts(conn, senders | receivers, lock=senders)
 
 
 def _made_before(conn: Connection, requests: Sequence[TransferRequest]) -> _Made:
@@ -222,7 +223,7 @@ def _made_before(conn: Connection, requests: Sequence[TransferRequest]) -> _Made
     wanted = list({(r.transfer.from_account_id, r.idempotency_key) for r in requests})
     made: _Made = {}
     for chunk in chunks(wanted):
-        if len(chunk) == 1:  # a submit on PostgreSQL, which commits each alone
+        if len(chunk) == 1:  # one key: the one-row form, as in ``change_pending_out``
             found = conn.execute(
                 "SELECT * FROM payments WHERE from_account_id = ? AND idempotency_key = ?",
                 chunk[0],
@@ -237,8 +238,9 @@ def _made_before(conn: Connection, requests: Sequence[TransferRequest]) -> _Made
                 [value for pair in chunk for value in pair],
             )
         for row in found:
+            # A replay is answered to the sender's owner: the one who may use its key.
             made[(row["from_account_id"], row["idempotency_key"])] = (
-                Payment.from_row(row),
+                _seen_by(row, row["from_user_id"]),
                 row["request_hash"],
             )
     return made
@@ -270,7 +272,7 @@ def get_payment(db: Database, user_id: str, payment_id: str) -> Payment:
     )
     if row is None:
         raise NotFound(f"no payment {payment_id}")
-    return Payment.from_row(row)
+    return _seen_by(row, user_id)
 
 
 def settled_among(db: Database, payment_ids: list[str]) -> list[Payment]:
@@ -304,15 +306,17 @@ def list_payments(
 
     Raises:
         NotFound: ``account_id`` is not one of the caller's accounts.
-        InvalidCursor: the cursor was not handed out by this service.
+        InvalidCursor: the cursor was not handed out for the caller's payments.
     """
-    before = cursor_bound(cursor)
     with db.read() as conn:
         if account_id is None:
             column, owner = "user_id", user_id
         else:
             owned_account(conn, user_id, account_id)
             column, owner = "account_id", account_id
+        before = cursor_bound(
+            conn, cursor, "payments", "from_user_id = ? OR to_user_id = ?", user_id, user_id
+        )
         status_clause = "" if status is None else "AND status = :status"
         rows = conn.execute(
             f"""
@@ -327,4 +331,13 @@ def list_payments(
             """,
             {"owner": owner, "before": before, "n": limit + 1, "status": status},
         ).fetchall()
-    return page_of(rows, limit, Payment.from_row)
+    return page_of(rows, limit, lambda row: _seen_by(row, user_id))
+
+
+def _seen_by(row: Row, user_id: str) -> Payment:
+    """The payment as ``user_id``, the owner of one side or both, may read it."""
+    return failures.as_seen_by(
+        Payment.from_row(row),
+        owns_sender=row["from_user_id"] == user_id,
+        owns_receiver=row["to_user_id"] == user_id,
+    )

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from shared.clock import from_text
-from shared.dialect import Row
+from shared.store import Row
 
 T = TypeVar("T")
 

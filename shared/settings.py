@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-MIB = 1024 * 1024
+KIB = 1024
+MIB = 1024 * KIB
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
@@ -30,10 +31,44 @@ class Settings(BaseSettings):
         default=10**12,
         ge=1,
         le=2**62,
-        description="The largest `amount` accepted, in minor units.",
+        description="The largest `amount` a transfer or deposit may carry, in minor units:"
+        " past it, `422 validation_error`.",
     )
     max_body_bytes: int = Field(
-        default=MIB, ge=1024, description="Larger request bodies are answered `413`."
+        default=MIB,
+        ge=1024,
+        description="The largest request body, declared or streamed: past it,"
+        " `413 payload_too_large`.",
+    )
+
+    # What the HTTP server itself refuses, before the application sees a request.
+    max_header_bytes: int = Field(
+        default=8 * KIB,
+        ge=256,
+        le=MIB,
+        description="The largest header field (name and value) a request may carry:"
+        " past it, `431`.",
+    )
+    max_head_bytes: int = Field(
+        default=32 * KIB,
+        ge=1024,
+        le=16 * MIB,
+        description="The largest request head (request line and every header field"
+        " together): past it, `431`.",
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a connection has to send a whole request head, from its"
+        " first byte (or from connecting): then `408` and the connection is closed.",
+    )
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a request has to send its whole body once its head is in:"
+        " then `408` and the connection is closed.",
     )
 
     sqlite_synchronous: Literal["FULL", "EXTRA", "NORMAL"] = Field(
@@ -63,14 +98,37 @@ class Settings(BaseSettings):
         default=100.0,
         ge=0,
         le=1_000_000,
-        description="Transfers and deposits per second per API key, sustained (GCRA;"
-        " fractions allowed); `0` turns limits off.",
+        description="Transfers and deposits per second one user may make (all of its API"
+        " keys together), sustained; `0` turns the limit off.",
     )
     rate_limit_burst: int = Field(
         default=100,
         ge=0,
         le=1_000_000,
-        description="How many of them may come at once, from idle; `0` turns limits off.",
+        description="Transfers and deposits one user may make at once, from idle;"
+        " `0` turns the limit off.",
+    )
+
+    max_api_keys: int = Field(
+        default=10,
+        ge=1,
+        le=10_000,
+        description="Live (not revoked) API keys one user may hold: one more is"
+        " `409 too_many_api_keys`.",
+    )
+    signup_rate_limit_per_hour: float = Field(
+        default=10.0,
+        ge=0,
+        le=1_000_000_000,
+        description="Sign-ups (`POST /users`) per hour from one client address,"
+        " sustained; `0` turns the limit off.",
+    )
+    signup_rate_limit_burst: int = Field(
+        default=10,
+        ge=0,
+        le=1_000_000_000,
+        description="Sign-ups one client address may make at once, from idle;"
+        " `0` turns the limit off.",
     )
 
     worker_threads: int = Field(
@@ -162,6 +220,12 @@ class Settings(BaseSettings):
         description="`json` (one object per line) or `text`. Unset: `json` for `p2p api` and"
         " `p2p worker`, `text` for the commands people run (`dev`, `verify`, `bench`).",
     )
+
+    @model_validator(mode="after")
+    def _head_holds_a_header(self) -> Settings:
+        if self.max_header_bytes > self.max_head_bytes:
+            raise ValueError("max_header_bytes must not exceed max_head_bytes")
+        return self
 
     @field_validator("database_url")
     @classmethod

@@ -16,11 +16,10 @@ import secrets
 from dataclasses import dataclass
 
 from shared.clock import new_id, to_text, utcnow
-from shared.db import Database
-from shared.dialect import Connection
-from shared.errors import EmailTaken, LastApiKey, NotFound
+from shared.errors import EmailTaken, LastApiKey, NotFound, TooManyApiKeys
 from shared.pages import cursor_bound, page_of
 from shared.records import ApiKey, Page, Signing, User
+from shared.store import Connection, Database
 
 KEY_PREFIX = "p2p_"
 KEY_PATTERN = r"\bp2p_[0-9a-f]{64}\b"
@@ -102,8 +101,18 @@ def key_id_of(api_key: str) -> str:
     return f"key_{api_key[len(KEY_PREFIX) : len(KEY_PREFIX) + 16]}"
 
 
-def create_api_key(conn: Connection, user_id: str, signing: Signing = Signing.NONE) -> IssuedApiKey:
-    """Another live key for the user, in clear, with its signing secret if it signs."""
+def create_api_key(
+    conn: Connection, user_id: str, signing: Signing = Signing.NONE, *, max_keys: int
+) -> IssuedApiKey:
+    """Another live key for the user, in clear, with its signing secret if it signs.
+
+    Raises:
+        TooManyApiKeys: the user holds ``max_keys`` live keys already.
+    """
+    if _live_keys(conn, user_id) >= max_keys:
+        raise TooManyApiKeys(
+            f"you hold {max_keys} live API keys, as many as one may: revoke one first"
+        )
     api_key = _insert_api_key(conn, user_id, to_text(utcnow()))
     key_id = key_id_of(api_key)
     secret = None
@@ -114,15 +123,17 @@ def create_api_key(conn: Connection, user_id: str, signing: Signing = Signing.NO
 
 
 def list_api_keys(db: Database, user_id: str, *, limit: int, cursor: str | None) -> Page[ApiKey]:
-    """The user's keys, revoked ones too, newest first."""
-    rows = (
-        db.connection()
-        .execute(
-            "SELECT * FROM api_keys WHERE user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-            (user_id, cursor_bound(cursor), limit + 1),
-        )
-        .fetchall()
-    )
+    """The user's keys, revoked ones too, newest first.
+
+    Raises:
+        InvalidCursor: the cursor was not handed out for this list.
+    """
+    conn = db.connection()
+    before = cursor_bound(conn, cursor, "api_keys", "user_id = ?", user_id)
+    rows = conn.execute(
+        "SELECT * FROM api_keys WHERE user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+        (user_id, before, limit + 1),
+    ).fetchall()
     return page_of(rows, limit, ApiKey.from_row)
 
 
@@ -136,13 +147,22 @@ def revoke_api_key(conn: Connection, user_id: str, key_id: str) -> ApiKey:
     key = _owned_key(conn, user_id, key_id)
     if key.revoked_at is not None:
         return key
-    live = conn.execute(
-        "SELECT count(*) FROM api_keys WHERE user_id = ? AND revoked_at IS NULL", (user_id,)
-    ).fetchone()[0]
-    if live <= 1:
+    if _live_keys(conn, user_id) <= 1:
         raise LastApiKey(f"{key_id} is your only live API key: create another before revoking it")
     conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (to_text(utcnow()), key_id))
     return _owned_key(conn, user_id, key_id)
+
+
+def _live_keys(conn: Connection, user_id: str) -> int:
+    """How many live keys the user holds, counted under a lock on the user: on
+    PostgreSQL, concurrent creations and revocations for one user then count one after
+    the other (SQLite's ``BEGIN IMMEDIATE`` serializes every write already), so neither
+    the cap nor the last key can be raced past."""
+    conn.execute(conn.engine.select_for_update("SELECT id FROM users WHERE id = ?"), (user_id,))
+    live: int = conn.execute(
+        "SELECT count(*) FROM api_keys WHERE user_id = ? AND revoked_at IS NULL", (user_id,)
+    ).fetchone()[0]
+    return live
 
 
 def _owned_key(conn: Connection, user_id: str, key_id: str) -> ApiKey:

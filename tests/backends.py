@@ -22,9 +22,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from shared.db import Database, SQLiteDatabase
-from shared.postgres import PostgresDatabase
 from shared.settings import Settings
+from shared.store import Database
+from shared.store.opening import open_store
+from shared.store.postgres import PostgresDatabase
+from shared.store.sqlite import SQLiteDatabase
 
 BACKENDS = ("sqlite", "postgresql")
 # Children before parents.
@@ -162,7 +164,7 @@ def _alive(pid: int) -> bool:
 def poison(db: Database, payment_id: str) -> None:
     """Make settling this one payment raise ``poisoned row``, as a row no code expected
     would: a trigger, in the database's own dialect. ``cure`` removes it."""
-    if db.dialect.name == "sqlite":
+    if db.engine.name == "sqlite":
         db.connection().execute(
             "CREATE TRIGGER poison BEFORE UPDATE ON payments"
             f" WHEN NEW.id = '{payment_id}' BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
@@ -180,7 +182,7 @@ def poison(db: Database, payment_id: str) -> None:
 
 def cure(db: Database) -> None:
     """Remove what ``poison`` made."""
-    if db.dialect.name == "sqlite":
+    if db.engine.name == "sqlite":
         db.connection().execute("DROP TRIGGER poison")
         return
     db.connection().execute("DROP TRIGGER poison ON payments")
@@ -252,14 +254,14 @@ def db(settings: Settings) -> Iterator[Database]:
     """The database the test's ``settings`` name (the API and worker suites each define
     ``settings``), migrated, closed after. The unit suite has its own, from
     ``database_url`` alone."""
-    database = Database.from_settings(settings)
+    database = open_store(settings)
     database.migrate()
     yield database
     database.close()
 
 
 def open_database(url: str) -> Database:
-    """The ``Database`` a URL names, as ``Database.from_settings`` would open it."""
+    """The ``Database`` a URL names, as ``open_store`` would open it."""
     if url.startswith("sqlite:///"):
         return SQLiteDatabase(url.removeprefix("sqlite:///"))
     return PostgresDatabase(url, pool_size=4)

@@ -21,10 +21,10 @@ from prometheus_client.registry import Collector
 
 from shared.audit import Scope
 from shared.clock import utcnow
-from shared.db import Database
 from shared.engine import pending_backlog
 from shared.records import FailureCode, Payment
 from shared.settings import Settings
+from shared.store import Database
 from worker.queue_depth import QueueDepth
 from worker.reconciler import Reconciler
 

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field, replace
 
 from shared.audit import AuditRun, RollingAudit, Scope, Violation
-from shared.db import Database
 from shared.settings import Settings
+from shared.store import Database
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,9 @@ import dramatiq
 from dramatiq.brokers.stub import StubBroker
 
 from jobs.broker import redis_broker
-from shared.db import Database
 from shared.settings import Settings
+from shared.store import Database
+from shared.store.opening import open_store
 from worker.actors import SettleActor, declare_settle_actor
 from worker.log_fields import add_message_log_fields
 from worker.metrics import WorkerMetrics, serve_metrics
@@ -83,7 +84,7 @@ class WorkerRuntime:
 
 def run_worker(settings: Settings) -> None:
     """``p2p worker``: run until SIGTERM or SIGINT."""
-    db = Database.from_settings(settings)
+    db = open_store(settings)
     db.migrate()
     broker = redis_broker(settings.redis_url, timeout_s=WORKER_REDIS_TIMEOUT_S)
     # A scrape reads the queue on a client of its own that gives up quickly.

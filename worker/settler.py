@@ -31,7 +31,6 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Literal
 
-from shared.db import Database
 from shared.engine import (
     SettledObserver,
     payment_status,
@@ -41,6 +40,7 @@ from shared.engine import (
 )
 from shared.records import Payment, PaymentStatus
 from shared.settings import Settings
+from shared.store import Database
 
 # More than a group and a prefetch window: messages arrive about in acceptance order, so
 # a settled payment's own message is never far behind. Forgetting costs one status read.
@@ -180,7 +180,7 @@ class Settler:
                 skip=self._failing,
                 observe=self._observer(by),
             )
-        except self._db.dialect.infrastructure_error:
+        except self._db.engine.infrastructure_error:
             raise  # locked, disk, connection: the whole group is retried
         except Exception:
             log.exception("a group failed to settle; settling its payments one by one")
@@ -203,7 +203,7 @@ class Settler:
             try:
                 self._settle_alone(payment_id, by)
                 settled.append(payment_id)
-            except self._db.dialect.infrastructure_error:
+            except self._db.engine.infrastructure_error:
                 raise
             except Exception:
                 log.exception(

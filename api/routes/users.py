@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Request, Response
+from fastapi import APIRouter, Body, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 
 from api.deps import CurrentUser, ServicesDep
-from api.routes._docs import problems
+from api.limiter import rate_limit_headers
+from api.problems import ApiProblem
+from api.routes._docs import problems, rate_limited
 from api.routes.accounts import Cursor, Limit
 from api.schemas import (
     ApiKeyCreate,
@@ -24,9 +26,37 @@ router = APIRouter(tags=["users"])
 _NO_BODY = ApiKeyCreate(signing="none")
 
 
-@router.post("/users", status_code=201, responses=problems(409, 413, 415, 422))
+async def _sign_up_limit(request: Request, response: Response, services: ServicesDep) -> None:
+    """Counts the sign-up against its client address's limit, before anything is read
+    past JSON syntax or written: a refused one records nothing."""
+    limiter = services.signup_limiter
+    if limiter is None:
+        return
+    address = request.client.host if request.client is not None else "unknown"
+    decision = await limiter.check(f"signup:{address}")
+    headers = rate_limit_headers(limiter.policy, decision)
+    if not decision.allowed:
+        raise ApiProblem(
+            429,
+            "rate_limited",
+            f"too many sign-ups from this address: retry after {headers['Retry-After']} s",
+            headers,
+        )
+    response.headers.update(headers)
+
+
+@router.post(
+    "/users",
+    status_code=201,
+    responses=problems(409, 413, 415, 422) | rate_limited(201),
+    dependencies=[Depends(_sign_up_limit)],
+)
 async def sign_up(body: UserCreate, services: ServicesDep) -> UserCreated:
-    """Sign up. The answer carries the user's API key, shown this once."""
+    """Sign up. The answer carries the user's API key, shown this once.
+
+    At most `P2P_SIGNUP_RATE_LIMIT_BURST` sign-ups at once from one client address, then
+    `P2P_SIGNUP_RATE_LIMIT_PER_HOUR`: past that, `429 rate_limited` with `Retry-After`.
+    """
     user, api_key = await services.write(users.sign_up, body.name, str(body.email))
     return UserCreated(
         id=user.id, name=user.name, email=user.email, created_at=user.created_at, api_key=api_key
@@ -36,7 +66,7 @@ async def sign_up(body: UserCreate, services: ServicesDep) -> UserCreated:
 @router.post(
     "/users/me/api-keys",
     status_code=201,
-    responses=problems(401, 413, 415, 422),
+    responses=problems(401, 409, 413, 415, 422),
     response_model_exclude_none=True,
 )
 async def create_api_key(
@@ -48,7 +78,8 @@ async def create_api_key(
     """Another API key for the caller, shown this once; the others stay live.
 
     With `{"signing": "required"}` the answer also holds the key's `signing_secret`, shown
-    this once too, and every request made with the key must then be signed.
+    this once too, and every request made with the key must then be signed. A user holds
+    at most `P2P_MAX_API_KEYS` live keys: one more is `409 too_many_api_keys`.
     """
     if body is _NO_BODY and await request.body():
         # FastAPI takes a JSON null for no body at all, and gives the default.
@@ -56,7 +87,9 @@ async def create_api_key(
             [{"loc": ("body",), "msg": "Input should be an object", "type": "model_type"}]
         )
     signing = Signing(body.signing)
-    new = await services.write(users.create_api_key, user.id, signing)
+    new = await services.write(
+        users.create_api_key, user.id, signing, max_keys=services.settings.max_api_keys
+    )
     return ApiKeyCreated(
         id=new.key.id,
         api_key=new.api_key,

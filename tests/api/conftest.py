@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 
 from jobs.broker import in_process_broker
 from jobs.producer import SettlementQueue
-from shared.db import Database
 from shared.settings import Settings
+from shared.store import Database
 from tests.api.support import Caller, Settle, app_of, idle_queue, make_settings, serve, sign_up
 from worker.runtime import WorkerRuntime
 

@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
 from jobs.producer import SettlementQueue
-from shared.db import Database
 from shared.settings import Settings
+from shared.store import Database
 
 JSON = dict[str, Any]
 
@@ -43,6 +43,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "worker_timeout_ms": 20,
         # Off unless a test is about rate limits (tests/api/test_rate_limits.py).
         "rate_limit_per_s": 0,
+        "signup_rate_limit_per_hour": 0,
     }
     values.update(overrides)
     return Settings(**values)

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from shared.db import Database
 from shared.settings import Settings
+from shared.store import Database
+from shared.store.opening import open_store
 from shared.users import KEY_PATTERN
 from tests.api.support import (
     JSON,
@@ -192,7 +193,7 @@ def test_a_key_revoked_through_one_api_process_is_refused_by_another_at_once(
     tmp_path: Path,
 ) -> None:
     settings = make_settings(tmp_path)
-    first_db, second_db = Database.from_settings(settings), Database.from_settings(settings)
+    first_db, second_db = open_store(settings), open_store(settings)
     first_db.migrate()
     with _api(settings, first_db) as first, _api(settings, second_db) as second:
         ada = sign_up(first, "Ada")
@@ -205,3 +206,25 @@ def test_a_key_revoked_through_one_api_process_is_refused_by_another_at_once(
         assert _works(second, spare)
     first_db.close()
     second_db.close()
+
+
+@pytest.mark.parametrize("settings", [{"max_api_keys": 3}], indirect=True)
+def test_a_key_past_the_cap_is_refused_until_one_is_revoked(
+    client: TestClient, db: Database, ada: Caller
+) -> None:
+    spare, _ = _new_key(client, ada)
+    _new_key(client, ada)
+    keys_before = _key_rows(db)
+
+    refused = client.post(KEYS, headers=ada.auth)
+
+    assert_problem(refused, 409, "too_many_api_keys")
+    assert "api_key" not in refused.json()
+    assert _key_rows(db) == keys_before
+    assert client.delete(f"{KEYS}/{_key_id(spare)}", headers=ada.auth).status_code == 204
+    _new_key(client, ada)
+
+
+def _key_rows(db: Database) -> int:
+    count: int = db.connection().execute("SELECT count(*) FROM api_keys").fetchone()[0]
+    return count

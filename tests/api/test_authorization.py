@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from fastapi.testclient import TestClient
 
-from shared.db import Database
+from shared.store import Database
 from tests.api.support import (
     JSON,
     Caller,

@@ -13,7 +13,7 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
-from shared.db import Database
+from shared.store import Database
 from tests.api.support import (
     JSON,
     Caller,
@@ -505,6 +505,10 @@ def test_a_bad_account_change_is_refused(
         {"name": "Ada", "email": "ada@"},
         {"name": 7, "email": "ada@example.com"},
         {"name": "Ada", "email": "ada@example.com", "api_key": "p2p_mine"},
+        {"name": "Ada", "email": "a" * 65 + "@example.com"},
+        {"name": "Ada", "email": "ada@" + ("b" * 63 + ".") * 4 + "com"},
+        {"name": "Ada", "email": "a" * 290 + "@example.com"},
+        {"name": "Ada", "email": "A" * 250 + " <ada@example.com>"},
     ],
     ids=[
         "no_email",
@@ -515,6 +519,10 @@ def test_a_bad_account_change_is_refused(
         "no_domain",
         "number",
         "key",
+        "local_part_over_64_octets",
+        "address_over_254_octets",
+        "address_of_300_characters",
+        "display_name_over_254_octets",
     ],
 )
 def test_a_bad_sign_up_is_refused(client: TestClient, db: Database, body: JSON) -> None:
@@ -524,6 +532,18 @@ def test_a_bad_sign_up_is_refused(client: TestClient, db: Database, body: JSON) 
 
     assert_problem(response, 422, "validation_error")
     assert recorded(db) == before
+
+
+@pytest.mark.parametrize(
+    "email",
+    ["a" * 64 + "@example.com", "a@" + ("b" * 63 + ".") * 3 + "e" * 56 + ".com"],
+    ids=["local_part_of_64_octets", "address_of_254_octets"],
+)
+def test_an_email_at_the_rfc_5321_bounds_signs_up(client: TestClient, email: str) -> None:
+    response = client.post("/users", json={"name": "Ada", "email": email})
+
+    assert response.status_code == 201, response.text
+    assert response.json()["email"] == email
 
 
 @pytest.mark.parametrize(

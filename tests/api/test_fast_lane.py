@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 import api.routes.payments
 from api.app import create_app
-from shared.db import Database
 from shared.settings import Settings
+from shared.store import Database
 from tests.api.support import (
     Caller,
     accepted,

@@ -10,7 +10,7 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
-from shared.db import Database
+from shared.store import Database
 from tests.api.support import (
     Caller,
     Settle,

@@ -11,7 +11,7 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
-from shared.db import Database
+from shared.store import Database
 from tests.api.support import (
     JSON,
     Caller,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -156,3 +157,25 @@ def test_a_transfer_that_would_overflow_pending_out_is_refused_and_reads_still_a
     assert one.json()["pending_out"] == 2**63 - 1
     assert every.status_code == 200, every.text
     assert {a["id"]: a["pending_out"] for a in every.json()["data"]}[sender] == 2**63 - 1
+
+
+def test_a_cursor_tells_nothing_of_other_users_and_serves_only_its_caller(
+    client: TestClient, ada: Caller, bob: Caller
+) -> None:
+    """A cursor used to decode to the service-wide sequence number of its row: anyone
+    could watch how many payments everybody made. Now it names the page's last row."""
+    mine = [open_account(client, ada) for _ in range(2)]
+    for _ in range(5):
+        open_account(client, bob)
+    mine.append(open_account(client, ada))
+
+    page = get_json(client, ada, "/accounts", limit=1)
+    cursor = page["next_cursor"]
+    decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    bobs_view = client.get("/accounts", params={"cursor": cursor}, headers=bob.auth)
+
+    assert page["data"][0]["id"] == mine[-1]
+    assert mine[-1] in decoded
+    assert len(decoded.replace(mine[-1], "")) <= 3  # a version tag, no number
+    assert_problem(bobs_view, 422, "invalid_cursor")
+    assert _ids(_walk(client, ada, "/accounts", limit=1)) == mine[::-1]

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from jobs.broker import in_process_broker, redis_broker
 from jobs.producer import SettlementQueue
-from shared.db import Database
 from shared.settings import Settings
+from shared.store import Database
 from tests.api.support import (
     accepted,
     app_of,

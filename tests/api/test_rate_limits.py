@@ -1,5 +1,6 @@
-"""Rate limits per API key on transfers and deposits: 429 with Retry-After and the IETF
-RateLimit fields, nothing recorded, replays counted, shared by API processes via Redis."""
+"""Rate limits per user on transfers and deposits, and per client address on sign-ups:
+429 with Retry-After and the IETF RateLimit fields, nothing recorded, replays counted,
+shared by API processes via Redis."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from shared.db import Database
 from shared.settings import Settings
+from shared.store import Database
+from shared.store.opening import open_store
 from tests.api.support import (
     JSON,
     Caller,
@@ -140,7 +142,8 @@ def test_the_limit_is_checked_after_auth_and_json_syntax_before_key_and_fields(
 
 
 @LIMITED
-def test_each_api_key_has_its_own_limit(client: TestClient, ada: Caller, bob: Caller) -> None:
+def test_all_of_a_users_keys_share_one_limit(client: TestClient, ada: Caller, bob: Caller) -> None:
+    """Per key, a user could multiply the limit by making keys."""
     body = _accounts(client, ada)
     transfer(client, ada, body)
     transfer(client, ada, body)
@@ -149,8 +152,47 @@ def test_each_api_key_has_its_own_limit(client: TestClient, ada: Caller, bob: Ca
     second = Caller(ada.user_id, ada.name, ada.email, created.json()["api_key"])
 
     assert_problem(transfer(client, ada, body), 429, "rate_limited")
-    assert transfer(client, second, body).status_code == 202
+    assert_problem(transfer(client, second, body), 429, "rate_limited")
     assert transfer(client, bob, _accounts(client, bob)).status_code == 202
+
+
+THREE_SIGN_UPS_PER_HOUR = {"signup_rate_limit_per_hour": 3, "signup_rate_limit_burst": 3}
+
+
+def _sign_up(client: TestClient, n: int) -> httpx2.Response:
+    return client.post("/users", json={"name": "Ada", "email": f"ada-{n}@example.com"})
+
+
+@pytest.mark.parametrize("settings", [THREE_SIGN_UPS_PER_HOUR], indirect=True)
+def test_sign_ups_from_one_address_past_the_limit_get_429_and_record_nothing(
+    client: TestClient, db: Database
+) -> None:
+    allowed = [_sign_up(client, n) for n in range(3)]
+    before = recorded(db)
+
+    refused = [_sign_up(client, n) for n in range(3, 6)]
+    bad = client.post("/users", json={"name": "Ada"})
+
+    assert [a.status_code for a in allowed] == [201, 201, 201]
+    assert allowed[0].headers["RateLimit-Policy"] == '"burst";q=3;w=3600'
+    for answer in [*refused, bad]:
+        assert_problem(answer, 429, "rate_limited")
+        assert answer.headers["Retry-After"] == "1200"
+    assert recorded(db) == before
+
+
+def test_sign_ups_are_limited_per_address_across_api_processes_through_redis(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    redis_server.flushall()
+    settings = make_settings(tmp_path, redis_url=redis_server.url, **THREE_SIGN_UPS_PER_HOUR)
+    db = open_store(settings)
+    db.migrate()
+    with _api(settings, db) as first, _api(settings, db) as second:
+        answers = [_sign_up(client, n) for n, client in enumerate([first, second] * 2)]
+
+        assert [a.status_code for a in answers] == [201, 201, 201, 429]
+    db.close()
 
 
 @LIMITED
@@ -179,7 +221,11 @@ def test_with_limits_off_nothing_is_limited_nor_announced(client: TestClient, ad
 @LIMITED
 def test_the_429_and_the_fields_are_documented_on_the_limited_routes(client: TestClient) -> None:
     document = client.get("/openapi.json").json()
-    limited = {("/payments/transfer", "post"), ("/accounts/{account_id}/deposits", "post")}
+    limited = {
+        ("/payments/transfer", "post"),
+        ("/accounts/{account_id}/deposits", "post"),
+        ("/users", "post"),
+    }
 
     for path, item in document["paths"].items():
         for method, operation in item.items():
@@ -209,7 +255,7 @@ def test_two_api_processes_share_one_limit_through_redis(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     settings = make_settings(tmp_path, redis_url=redis_server.url, **TWO_PER_100_S)
-    db = Database.from_settings(settings)
+    db = open_store(settings)
     db.migrate()
     with _api(settings, db) as first, _api(settings, db) as second:
         ada = sign_up(first, "Ada")
@@ -227,7 +273,7 @@ def test_without_redis_submits_are_still_accepted_and_limited_by_the_process(
 ) -> None:
     nobody = f"redis://127.0.0.1:{free_port()}/0"
     settings = make_settings(tmp_path, redis_url=nobody, **TWO_PER_100_S)
-    db = Database.from_settings(settings)
+    db = open_store(settings)
     db.migrate()
     with _api(settings, db) as client:
         ada = sign_up(client, "Ada")

@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from http_message_signatures import HTTPMessageSigner, MappingKeyResolver
 from http_message_signatures.algorithms import HMAC_SHA256
 
-from shared.db import Database
 from shared.signatures import content_digest
+from shared.store import Database
 from shared.users import SIGNING_SECRET_PATTERN
 from tests.api.support import (
     JSON,

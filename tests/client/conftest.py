@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from api.app import create_app
 from jobs.broker import in_process_broker
 from jobs.producer import SettlementQueue
-from shared.db import Database
 from shared.settings import Settings
+from shared.store import Database
 from tests.api.support import make_settings
 from tests.client.support import served
 from worker.runtime import WorkerRuntime

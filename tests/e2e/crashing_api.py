@@ -13,11 +13,12 @@ import os
 import sys
 
 from api.app import create_app
+from api.http_protocol import ServerLimits
 from api.server import serve
 from jobs.broker import redis_broker
 from jobs.producer import SettlementQueue
-from shared.db import Database
 from shared.settings import Settings
+from shared.store.opening import open_store
 
 CRASH_EXIT_CODE = 70
 
@@ -35,12 +36,13 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     logging.basicConfig(level=settings.log_level)
-    db = Database.from_settings(settings)
+    db = open_store(settings)
     db.migrate()
     broker = redis_broker(settings.redis_url, timeout_s=settings.redis_timeout_s)
     queue = CrashBeforeEnqueue(broker, settings.queue_name)
     try:
-        serve(create_app(settings, db, queue, shared_limits=True), args.host, args.port)
+        app = create_app(settings, db, queue, shared_limits=True)
+        serve(app, args.host, args.port, ServerLimits.from_settings(settings))
     finally:
         db.close()
 

@@ -158,6 +158,8 @@ class Stack:
             # On, through Redis, but never reached unless a test lowers it.
             P2P_RATE_LIMIT_PER_S="100000",
             P2P_RATE_LIMIT_BURST="100000",
+            P2P_SIGNUP_RATE_LIMIT_PER_HOUR="1000000",
+            P2P_SIGNUP_RATE_LIMIT_BURST="100000",
             # No fixed port: workers of one scenario may overlap. A test that scrapes the
             # worker sets a free port in ``overrides``.
             P2P_WORKER_METRICS_PORT="0",

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.db import Database
+from shared.store import Database
 from tests.backends import open_database
 from tests.unit.helpers import Customer, new_customer
 

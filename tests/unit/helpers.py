@@ -9,11 +9,11 @@ import pytest
 
 from shared import accounts
 from shared.clock import new_id, to_text, utcnow
-from shared.db import Database, SQLiteDatabase
-from shared.dialect import Connection, Row
 from shared.payments import Transfer, submit_transfer
-from shared.postgres import PostgresDatabase
 from shared.records import Account, Deposit, Payment, User
+from shared.store import Connection, Database, Row
+from shared.store.postgres import PostgresDatabase
+from shared.store.sqlite import SQLiteDatabase
 from shared.users import sign_up
 
 _serial = itertools.count(1)
@@ -31,7 +31,7 @@ _REFUSALS = {
 def refused(db: Database, what: str) -> pytest.RaisesExc[Exception]:
     """Expect the database to refuse a statement: a constraint (``CHECK``, ``UNIQUE``,
     ``FOREIGN KEY``, ``NOT NULL``) or a trigger's message."""
-    return pytest.raises(db.dialect.integrity_error, match=_REFUSALS.get(what, what))
+    return pytest.raises(db.engine.integrity_error, match=_REFUSALS.get(what, what))
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,10 +4,10 @@ import pytest
 
 from shared import accounts
 from shared.accounts import MAX_BALANCE
-from shared.db import Database
 from shared.engine import settle_payment
 from shared.errors import AccountFrozen, BalanceLimitExceeded, IdempotencyKeyReused, NotFound
 from shared.records import AccountStatus, Deposit, Direction
+from shared.store import Database
 from shared.users import sign_up
 from tests.unit.helpers import (
     Customer,

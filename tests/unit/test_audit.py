@@ -3,9 +3,9 @@ from __future__ import annotations
 from shared import accounts
 from shared.accounts import MAX_BALANCE
 from shared.audit import verify
-from shared.db import Database
 from shared.engine import settle_payment
 from shared.records import AccountStatus, PaymentStatus
+from shared.store import Database
 from shared.users import sign_up
 from tests.unit.helpers import (
     Customer,

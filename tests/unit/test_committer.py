@@ -12,10 +12,9 @@ import pytest
 
 from shared import accounts, payments
 from shared.committer import GroupCommitter
-from shared.db import Database
-from shared.dialect import Connection
 from shared.errors import NotFound
 from shared.records import Payment
+from shared.store import Connection, Database
 from tests.unit.helpers import Customer, reopened
 
 
@@ -164,13 +163,16 @@ def test_then_runs_after_the_commit_and_its_failure_is_not_the_writes(
     def broken(result: tuple[Payment, bool]) -> None:
         raise RuntimeError("the hand-off failed")
 
-    async def main() -> tuple[tuple[Payment, bool], tuple[Payment, bool]]:
+    def request(key: str) -> payments.TransferRequest:
         one = payments.Transfer(alice.main.id, bob.main.id, 1, "USD")
-        first = await writer.submit_async(
-            payments.submit_transfer, alice.user.id, one, "then-1", then=count_committed
+        return payments.TransferRequest(alice.user.id, one, key)
+
+    async def main() -> tuple[tuple[Payment, bool], tuple[Payment, bool]]:
+        first = await writer.submit_batched_async(
+            payments.submit_transfers, request("then-1"), then=count_committed
         )
-        second = await writer.submit_async(
-            payments.submit_transfer, alice.user.id, one, "then-2", then=broken
+        second = await writer.submit_batched_async(
+            payments.submit_transfers, request("then-2"), then=broken
         )
         return first, second
 
@@ -185,12 +187,12 @@ def test_then_runs_after_the_commit_and_its_failure_is_not_the_writes(
 def test_then_is_not_run_for_a_write_that_failed(writer: GroupCommitter) -> None:
     called: list[object] = []
 
-    def fail(conn: Connection) -> None:
-        raise NotFound("nothing to write")
+    def fail(conn: Connection, items: list[str]) -> list[Exception | None]:
+        return [NotFound("nothing to write") for _ in items]
 
     async def main() -> None:
         with pytest.raises(NotFound):
-            await writer.submit_async(fail, then=called.append)
+            await writer.submit_batched_async(fail, "item", then=called.append)
 
     asyncio.run(main())
     assert called == []
@@ -250,7 +252,7 @@ def test_a_batch_that_fails_is_undone_and_each_write_runs_alone(
 
     first, bad, last = asyncio.run(main())
 
-    assert isinstance(bad, db.dialect.integrity_error)
+    assert isinstance(bad, db.engine.integrity_error)
     assert isinstance(first, str)
     assert isinstance(last, str)
     opened = {row[0] for row in db.connection().execute("SELECT id FROM accounts")}

@@ -7,21 +7,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pytest
 
 from shared import accounts
 from shared.audit import verify
 from shared.committer import GroupCommitter
-from shared.db import Database
 from shared.engine import settle_pending
-from shared.errors import EmailTaken
+from shared.errors import EmailTaken, LastApiKey, TooManyApiKeys
 from shared.payments import Transfer, submit_transfer
 from shared.records import PaymentStatus
-from shared.users import sign_up
+from shared.store import Connection, Database
+from shared.users import create_api_key, key_id_of, revoke_api_key, sign_up
 from tests.unit.helpers import Customer, balance_of, count_rows, pay, reopened
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
 DEADLINE_S = 30.0
@@ -35,7 +36,13 @@ def other(db: Database) -> Iterator[Database]:
     database.close()
 
 
-def _race(first: Database, second: Database, fn: Callable[..., T], *args: Any) -> tuple[T, T]:
+def _race(
+    first: Database,
+    second: Database,
+    fn: Callable[Concatenate[Connection, P], T],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> tuple[T, T]:
     """``fn`` in a transaction on ``first`` held open until ``second`` has started the
     same write (and, with a lock, waits for it); then both commit."""
     entered = threading.Event()
@@ -43,7 +50,7 @@ def _race(first: Database, second: Database, fn: Callable[..., T], *args: Any) -
 
     def held() -> T:
         with first.write() as conn:
-            value = fn(conn, *args)
+            value = fn(conn, *args, **kwargs)
             entered.set()
             assert release.wait(DEADLINE_S)
             return value
@@ -51,7 +58,7 @@ def _race(first: Database, second: Database, fn: Callable[..., T], *args: Any) -
     with ThreadPoolExecutor(2) as pool:
         one = pool.submit(held)
         assert entered.wait(DEADLINE_S)
-        two: Future[T] = pool.submit(second.run, fn, *args)
+        two: Future[T] = pool.submit(second.run, fn, *args, **kwargs)
         # The second blocks on the first's lock: on SQLite the writer lock, on PostgreSQL
         # the sender's (or the email's) row. It cannot finish before the first commits.
         with pytest.raises(TimeoutError):
@@ -99,6 +106,81 @@ def test_concurrent_sign_ups_with_one_email_make_one_user(db: Database, other: D
         sign_up_twice()
 
     assert count_rows(db, "users") == 1
+
+
+def test_concurrent_key_creations_never_pass_the_cap(db: Database, other: Database) -> None:
+    user, _ = db.run(sign_up, "Ada", "ada@example.com")
+
+    with pytest.raises(TooManyApiKeys):
+        _race(db, other, create_api_key, user.id, max_keys=2)
+
+    assert _live_keys(db, user.id) == 2
+
+
+def test_concurrent_revocations_never_revoke_the_last_key(db: Database, other: Database) -> None:
+    user, first = db.run(sign_up, "Ada", "ada@example.com")
+    second = db.run(create_api_key, user.id, max_keys=10).api_key
+
+    def revoke_the_other(conn: Any, mine: str) -> object:
+        # Each revokes the key that is not "its own": only the first may pass.
+        other_key = second if mine == first else first
+        return revoke_api_key(conn, user.id, key_id_of(other_key))
+
+    entered = threading.Event()
+    release = threading.Event()
+
+    def held() -> object:
+        with db.write() as conn:
+            revoked = revoke_the_other(conn, first)
+            entered.set()
+            assert release.wait(DEADLINE_S)
+            return revoked
+
+    with ThreadPoolExecutor(2) as pool:
+        one = pool.submit(held)
+        assert entered.wait(DEADLINE_S)
+        two = pool.submit(other.run, revoke_the_other, second)
+        with pytest.raises(TimeoutError):
+            two.result(timeout=0.3)
+        release.set()
+        one.result(DEADLINE_S)
+        with pytest.raises(LastApiKey):
+            two.result(DEADLINE_S)
+
+    assert _live_keys(db, user.id) == 1
+
+
+def test_three_hundred_key_creations_at_once_stop_at_the_cap(db: Database) -> None:
+    user, _ = db.run(sign_up, "Ada", "ada@example.com")
+    stores = [reopened(db) for _ in range(4)]
+
+    def create(n: int) -> bool:
+        try:
+            stores[n % len(stores)].run(create_api_key, user.id, max_keys=10)
+        except TooManyApiKeys:
+            return False
+        return True
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            created = list(pool.map(create, range(300)))
+    finally:
+        for store in stores:
+            store.close()
+
+    assert sum(created) == 9
+    assert _live_keys(db, user.id) == 10
+
+
+def _live_keys(db: Database, user_id: str) -> int:
+    live: int = (
+        db.connection()
+        .execute(
+            "SELECT count(*) FROM api_keys WHERE user_id = ? AND revoked_at IS NULL", (user_id,)
+        )
+        .fetchone()[0]
+    )
+    return live
 
 
 def test_workers_settling_at_once_settle_each_payment_exactly_once(
@@ -161,7 +243,7 @@ def test_api_writes_from_two_processes_locking_in_opposite_orders_never_deadlock
     try:
         gates = [threading.Event(), threading.Event()]
         for writer, gate in zip((one, two), gates, strict=True):
-            writer.submit(lambda conn, gate=gate: gate.wait(DEADLINE_S))  # queue the next two
+            writer.submit(_wait_for, gate)  # queue the next two
         futures = [
             one.submit(lock(alice.main.id, then_wait=True)),
             one.submit(lock(bob.main.id)),
@@ -177,3 +259,7 @@ def test_api_writes_from_two_processes_locking_in_opposite_orders_never_deadlock
 
     assert results == [alice.main.id, bob.main.id, bob.main.id, alice.main.id]
     assert (one.groups, two.groups) == (3, 3)  # the gate, then each write alone
+
+
+def _wait_for(conn: Connection, gate: threading.Event) -> bool:
+    return gate.wait(DEADLINE_S)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.db import Database
+from shared.store import Database
 
 INSERT_USER = (
     "INSERT INTO users (id, name, email, email_key, created_at) VALUES (?, ?, ?, ?, 'now')"
@@ -46,7 +46,7 @@ def test_executemany_in_a_write_that_raises_is_rolled_back_with_it(db: Database)
 def test_a_refused_set_refuses_the_whole_write(db: Database) -> None:
     # The second set repeats the first's email key: UNIQUE refuses it, and the write.
     twin = ("usr_9", "Nine", "nine@example.com", "u0@example.com")
-    with pytest.raises(db.dialect.integrity_error), db.write() as conn:
+    with pytest.raises(db.engine.integrity_error), db.write() as conn:
         conn.executemany(INSERT_USER, [*_users(1), twin])
 
     assert _names(db) == []

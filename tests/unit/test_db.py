@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from shared.db import Database, SQLiteDatabase
 from shared.schema import SQLITE_MIGRATIONS as MIGRATIONS
 from shared.settings import Settings
+from shared.store import Database
+from shared.store.opening import open_store
+from shared.store.sqlite import SQLiteDatabase
 from shared.users import sign_up
 from tests.unit.helpers import count_rows
 
@@ -67,12 +69,12 @@ def test_connections_use_wal_full_sync_and_foreign_keys(db: Database) -> None:
     assert _pragma(db, "busy_timeout") == 5000
 
 
-def test_from_settings_opens_the_configured_file_and_sync_mode(tmp_path: Path) -> None:
+def test_open_store_opens_the_configured_file_and_sync_mode(tmp_path: Path) -> None:
     path = tmp_path / "configured.db"
     settings = Settings(
         database_url=f"sqlite:///{path}", sqlite_synchronous="NORMAL", sqlite_busy_timeout_ms=250
     )
-    database = Database.from_settings(settings)
+    database = open_store(settings)
     try:
         database.migrate()
         assert database.path == str(path)

@@ -8,9 +8,9 @@ import pytest
 
 from shared import accounts, payments
 from shared.accounts import MAX_BALANCE
-from shared.db import Database
 from shared.engine import settle_payment, settle_pending
 from shared.records import AccountStatus, FailureCode, Payment, PaymentStatus
+from shared.store import Database
 from shared.users import sign_up
 from tests.unit.helpers import (
     Customer,

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, seed, settings
@@ -35,7 +35,6 @@ from hypothesis.stateful import (
 from shared import accounts
 from shared.accounts import MAX_BALANCE
 from shared.audit import verify
-from shared.db import SQLiteDatabase
 from shared.engine import settle_payment, settle_pending
 from shared.errors import (
     AccountFrozen,
@@ -48,9 +47,12 @@ from shared.errors import (
 )
 from shared.payments import Transfer, submit_transfer
 from shared.records import AccountStatus
+from shared.store import Connection
+from shared.store.sqlite import SQLiteDatabase
 from shared.users import sign_up
 from tests import fuzz_budget
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
 CURRENCIES = ("USD", "EUR", "JPY")
@@ -334,7 +336,11 @@ class EngineMachine(RuleBasedStateMachine):
             payment.status = "completed"
 
     def _attempt(
-        self, expected: type[P2PError] | None, fn: Callable[..., T], *args: object, **kwargs: object
+        self,
+        expected: type[P2PError] | None,
+        fn: Callable[Concatenate[Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
     ) -> T | None:
         """``fn`` in a write transaction: its result, or ``None`` once it raised ``expected``."""
         if expected is None:

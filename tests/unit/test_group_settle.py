@@ -9,9 +9,10 @@ import pytest
 
 from shared import accounts
 from shared.audit import verify
-from shared.db import Database, SQLiteDatabase
 from shared.engine import settle_payment, settle_pending
 from shared.records import AccountStatus
+from shared.store import Database
+from shared.store.sqlite import SQLiteDatabase
 from tests.unit.helpers import new_customer, pay
 
 Outcome = tuple[str, str | None]

@@ -26,6 +26,8 @@ class _Import:
     """The module imported, absolute (``from x import y`` gives ``x``)."""
     in_function: bool
     """Inside a function body: run when called, not when the module is loaded."""
+    names: tuple[str, ...] = ()
+    """What ``from module import …`` names (a submodule, or a name in ``module``)."""
 
 
 def _imports_in_source(source: str, module: str, where: str) -> Iterator[_Import]:
@@ -42,18 +44,28 @@ def _walk(node: ast.AST, parents: list[str], where: str, *, in_function: bool) -
         elif isinstance(child, ast.ImportFrom):
             base = parents[: len(parents) - child.level + 1] if child.level else []
             module = ".".join([*base, *([child.module] if child.module else [])])
-            yield _Import(f"{where}:{child.lineno}", module, in_function)
+            names = tuple(alias.name for alias in child.names)
+            yield _Import(f"{where}:{child.lineno}", module, in_function, names)
         nested = in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
         yield from _walk(child, parents, where, in_function=nested)
 
 
-def _imports_of(package: str) -> list[_Import]:
+def _modules_of(package: str, root: Path = ROOT) -> dict[str, Path]:
+    """``package``'s modules by dotted name (a package by its own name, not ``__init__``)."""
+    modules: dict[str, Path] = {}
+    for path in sorted((root / package).rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def _imports_of(package: str, root: Path = ROOT) -> list[_Import]:
     """Every import written in ``package``'s modules."""
     found: list[_Import] = []
-    for path in sorted((ROOT / package).rglob("*.py")):
-        relative = path.relative_to(ROOT)
-        module = ".".join(relative.with_suffix("").parts)
-        found.extend(_imports_in_source(path.read_text(), module, str(relative)))
+    for module, path in _modules_of(package, root).items():
+        # A package's __init__ resolves relative imports from itself, not its parent.
+        name = f"{module}.__init__" if path.name == "__init__.py" else module
+        found.extend(_imports_in_source(path.read_text(), name, str(path.relative_to(root))))
     return found
 
 
@@ -122,3 +134,62 @@ def command() -> None:
         ("bench", True),
         ("api.app", True),
     ]
+
+
+def _first_import_cycle(root: Path, package: str) -> list[str] | None:
+    """A cycle of imports among ``package``'s modules (under ``root``), as the modules
+    on it in order, or ``None``. Every import counts, those inside functions too: an
+    import put off until a call still ties the two modules together."""
+    modules = _modules_of(package, root)
+    graph: dict[str, set[str]] = {module: set() for module in modules}
+    for found in _imports_of(package, root):
+        path = Path(found.where.rsplit(":", 1)[0]).with_suffix("")
+        parts = path.parts[:-1] if path.name == "__init__" else path.parts
+        importer = ".".join(parts)
+        # ``from a import b`` imports the module ``a.b`` if there is one, else ``a``.
+        submodules = [f"{found.module}.{name}" for name in found.names]
+        targets = {name if name in modules else found.module for name in submodules}
+        graph[importer] |= {t for t in targets or {found.module} if t in modules} - {importer}
+    done: set[str] = set()
+    trail: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        if module in trail:
+            return [*trail[trail.index(module) :], module]
+        if module in done:
+            return None
+        trail.append(module)
+        for imported in sorted(graph[module]):
+            cycle = visit(imported)
+            if cycle is not None:
+                return cycle
+        trail.pop()
+        done.add(module)
+        return None
+
+    for module in sorted(graph):
+        cycle = visit(module)
+        if cycle is not None:
+            return cycle
+    return None
+
+
+def test_no_module_of_shared_imports_itself_through_others() -> None:
+    cycle = _first_import_cycle(ROOT, "shared")
+
+    assert cycle is None, " -> ".join(cycle or [])
+
+
+def test_an_import_cycle_is_found_even_through_a_deferred_import(tmp_path: Path) -> None:
+    (tmp_path / "core" / "store").mkdir(parents=True)
+    (tmp_path / "core" / "__init__.py").write_text("")
+    (tmp_path / "core" / "store" / "__init__.py").write_text("from .base import Database\n")
+    (tmp_path / "core" / "store" / "base.py").write_text(
+        "def open_store():\n    from core.store.sqlite import SQLiteDatabase\n"
+    )
+    (tmp_path / "core" / "store" / "sqlite.py").write_text("from core.store import base\n")
+    (tmp_path / "core" / "schema.py").write_text("import core.store\n")
+
+    cycle = _first_import_cycle(tmp_path, "core")
+
+    assert cycle == ["core.store.base", "core.store.sqlite", "core.store.base"]

@@ -10,11 +10,11 @@ import pytest
 from cli.main import main
 from shared import accounts
 from shared.audit import verify
-from shared.db import Database
-from shared.dialect import SQLITE
 from shared.engine import settle_pending
-from shared.postgres import POSTGRES
 from shared.records import Account, PaymentStatus
+from shared.store import Database
+from shared.store.postgres import POSTGRES
+from shared.store.sqlite import SQLITE
 from shared.users import authenticate, list_api_keys
 from tests.backends import open_database
 from tests.unit.helpers import (
@@ -38,7 +38,7 @@ def blank(blank_database_url: str) -> Iterator[Database]:
 
 def _indexes(db: Database) -> set[str]:
     """The names of the indexes on ``api_keys`` (the table migration 2 changes)."""
-    if db.dialect.name == "sqlite":
+    if db.engine.name == "sqlite":
         sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'api_keys'"
     else:
         sql = "SELECT indexname FROM pg_indexes WHERE tablename = 'api_keys'"
@@ -57,9 +57,9 @@ def _p2p_migrate(
 def test_migrate_brings_a_blank_database_to_the_latest_version(blank: Database) -> None:
     assert blank.schema_version() == 0
 
-    assert blank.migrate() == len(blank.dialect.migrations)
+    assert blank.migrate() == len(blank.engine.migrations)
 
-    assert blank.schema_version() == len(blank.dialect.migrations)
+    assert blank.schema_version() == len(blank.engine.migrations)
     assert count_rows(blank, "ledger_entries") == 0
 
 
@@ -124,5 +124,5 @@ def test_p2p_migrate_on_the_latest_version_changes_nothing(
 
     out = _p2p_migrate(monkeypatch, capsys, database_url)
 
-    assert f"at schema version {len(db.dialect.migrations)} already" in out
+    assert f"at schema version {len(db.engine.migrations)} already" in out
     assert snapshot(db) == before

@@ -7,7 +7,6 @@ from threading import Barrier
 import pytest
 
 from shared import accounts
-from shared.db import Database
 from shared.engine import settle_payment
 from shared.errors import (
     CurrencyMismatch,
@@ -18,6 +17,7 @@ from shared.errors import (
 )
 from shared.payments import Transfer, get_payment, list_payments, submit_transfer
 from shared.records import Payment, PaymentStatus
+from shared.store import Database
 from tests.unit.helpers import Customer, count_rows, pay, snapshot
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.postgres import row_class, shown_url, translate
+from shared.store.postgres import row_class, shown_url, translate
 
 
 @pytest.mark.parametrize(

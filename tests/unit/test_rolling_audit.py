@@ -3,8 +3,8 @@ from __future__ import annotations
 import itertools
 
 from shared.audit import RollingAudit, Scope, audit, verify
-from shared.db import Database
 from shared.engine import settle_pending
+from shared.store import Database
 from tests.unit.helpers import (
     Customer,
     count_rows,

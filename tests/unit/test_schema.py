@@ -7,8 +7,8 @@ import pytest
 from shared.accounts import get_account
 from shared.audit import verify
 from shared.clock import new_id, to_text, utcnow
-from shared.db import Database
 from shared.engine import settle_payment
+from shared.store import Database
 from tests.unit.helpers import (
     Customer,
     balance_of,

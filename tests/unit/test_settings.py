@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 from pydantic import ValidationError
 
@@ -120,3 +122,26 @@ def test_bad_worker_metrics_and_reconciliation_settings_are_refused(
 ) -> None:
     with pytest.raises(ValidationError, match=name):
         Settings.model_validate({name: value})
+
+
+def test_a_header_field_bound_larger_than_the_head_bound_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("P2P_MAX_HEADER_BYTES", "65536")
+    monkeypatch.setenv("P2P_MAX_HEAD_BYTES", "32768")
+
+    with pytest.raises(ValidationError, match="max_header_bytes must not exceed max_head_bytes"):
+        Settings()
+
+
+def test_the_server_and_abuse_limits_have_sane_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("P2P_"):
+            monkeypatch.delenv(name)
+
+    settings = Settings()
+
+    assert (settings.max_header_bytes, settings.max_head_bytes) == (8192, 32768)
+    assert (settings.header_timeout_s, settings.body_timeout_s) == (10.0, 30.0)
+    assert settings.max_api_keys == 10
+    assert (settings.signup_rate_limit_per_hour, settings.signup_rate_limit_burst) == (10, 10)

@@ -4,9 +4,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from shared.db import Database
 from shared.engine import pending_backlog, settle_payment, settle_pending
 from shared.records import FailureCode, Payment, PaymentStatus
+from shared.store import Database
 from tests.backends import poison
 from tests.unit.helpers import Customer, pay
 
@@ -70,7 +70,7 @@ def test_a_rolled_back_settle_is_not_observed(db: Database, alice: Customer, bob
     payment = pay(db, alice.main, bob.main, 10)
     poison(db, payment.id)
 
-    with pytest.raises(db.dialect.integrity_error, match="poisoned row"):
+    with pytest.raises(db.engine.integrity_error, match="poisoned row"):
         settle_payment(db, payment.id, observe=observed)
 
     assert observed.calls == []

@@ -10,10 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared import accounts
-from shared.db import Database
-from shared.dialect import marks
 from shared.errors import P2PError
 from shared.payments import Submitted, Transfer, TransferRequest, submit_transfer, submit_transfers
+from shared.store import Database, marks
 from shared.users import sign_up
 
 _worlds = itertools.count()

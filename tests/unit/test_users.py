@@ -5,9 +5,9 @@ import re
 
 import pytest
 
-from shared.db import Database
 from shared.errors import EmailTaken, LastApiKey, NotFound
 from shared.records import Signing
+from shared.store import Database
 from shared.users import (
     KEY_PATTERN,
     KEY_PREFIX,
@@ -111,7 +111,7 @@ def test_the_email_is_kept_as_it_was_given(db: Database) -> None:
 
 def test_a_revoked_key_no_longer_authenticates_and_the_other_still_does(db: Database) -> None:
     user, first = db.run(sign_up, "Ada", "ada@example.com")
-    issued = db.run(create_api_key, user.id)
+    issued = db.run(create_api_key, user.id, max_keys=10)
     second = issued.api_key
 
     revoked = db.run(revoke_api_key, user.id, key_id_of(first))
@@ -135,7 +135,7 @@ def test_the_last_live_key_is_never_revoked(db: Database) -> None:
 def test_nobody_revokes_another_users_key(db: Database) -> None:
     ada, _ = db.run(sign_up, "Ada", "ada@example.com")
     bea, bea_key = db.run(sign_up, "Bea", "bea@example.com")
-    db.run(create_api_key, bea.id)
+    db.run(create_api_key, bea.id, max_keys=10)
 
     with pytest.raises(NotFound):
         db.run(revoke_api_key, ada.id, key_id_of(bea_key))
@@ -154,7 +154,7 @@ def test_a_signing_key_has_a_secret_stored_to_verify_with_and_a_plain_key_none(
     db: Database,
 ) -> None:
     user, first = db.run(sign_up, "Ada", "ada@example.com")
-    signing = db.run(create_api_key, user.id, Signing.REQUIRED)
+    signing = db.run(create_api_key, user.id, Signing.REQUIRED, max_keys=10)
 
     assert signing.key.signing is Signing.REQUIRED
     assert signing.signing_secret is not None
@@ -166,4 +166,4 @@ def test_a_signing_key_has_a_secret_stored_to_verify_with_and_a_plain_key_none(
     plain = authenticate_key(db, first)
     assert plain is not None
     assert (plain.key_id, plain.signing_secret) == (key_id_of(first), None)
-    assert db.run(create_api_key, user.id).signing_secret is None
+    assert db.run(create_api_key, user.id, max_keys=10).signing_secret is None

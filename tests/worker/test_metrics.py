@@ -12,8 +12,8 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
 from shared import accounts, payments, users
-from shared.db import Database
 from shared.settings import Settings
+from shared.store import Database
 from tests.backends import poison
 from tests.conftest import RedisServer, free_port
 from worker.metrics import MetricsServer, WorkerMetrics
@@ -122,7 +122,7 @@ def test_an_error_in_the_actor_is_counted_and_dead_letters_are_read(
         [payment_id] = _accept(db, 100, [10])
         poison(db, payment_id)
         runtime.actor.send(payment_id)
-        with pytest.raises(db.dialect.integrity_error, match="poisoned row"):
+        with pytest.raises(db.engine.integrity_error, match="poisoned row"):
             runtime.join()
     finally:
         runtime.stop()

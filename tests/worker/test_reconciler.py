@@ -10,8 +10,8 @@ import pytest
 
 from shared import accounts, users
 from shared.audit import Scope
-from shared.db import Database
 from shared.settings import Settings
+from shared.store import Database
 from worker.reconciler import Reconciler
 
 

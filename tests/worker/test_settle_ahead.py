@@ -10,10 +10,10 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from shared import payments
-from shared.db import Database
 from shared.engine import settle_pending
 from shared.records import Payment, PaymentStatus
 from shared.settings import Settings
+from shared.store import Database
 from tests.worker.test_worker import _count, _funded_pair, _submit
 from worker import settler as settler_module
 from worker.settler import Settler
@@ -128,7 +128,7 @@ def test_settling_ahead_that_fails_leaves_each_message_settling_its_own(
     def locked_for_the_thread_ahead(db: Database, **kwargs: object) -> list[Payment]:
         if threading.current_thread().name == "p2p-settle-ahead":
             failed.put("ahead")
-            raise db.dialect.infrastructure_error[0]("database is locked")
+            raise db.engine.infrastructure_error[0]("database is locked")
         return settle_pending(db, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(settler_module, "settle_pending", locked_for_the_thread_ahead)

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from shared.db import Database
 from shared.settings import Settings
+from shared.store import Database
 from tests.worker.test_worker import _count, _funded_pair, _submit
 from worker.settler import Settler
 

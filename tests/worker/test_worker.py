@@ -14,9 +14,9 @@ from dramatiq.broker import MessageProxy
 from dramatiq.brokers.stub import StubBroker
 
 from shared import accounts, payments, users
-from shared.db import Database
 from shared.records import PaymentStatus
 from shared.settings import Settings
+from shared.store import Database
 from tests.backends import cure, poison
 from worker.runtime import WorkerRuntime
 from worker.settler import Settler
@@ -217,7 +217,7 @@ def test_a_payment_that_cannot_be_settled_does_not_hold_the_others_back(
 
     statuses = [payments.get_payment(db, user_id, i).status for i in ids]
     assert statuses == [PaymentStatus.PENDING] + [PaymentStatus.COMPLETED] * 4
-    with pytest.raises(db.dialect.integrity_error, match="poisoned row"):
+    with pytest.raises(db.engine.integrity_error, match="poisoned row"):
         settler.settle(ids[0])  # its own message fails, and Dramatiq retries it
 
     cure(db)

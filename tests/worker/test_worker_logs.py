@@ -13,9 +13,9 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 
 from shared import accounts, payments, users
-from shared.db import Database
 from shared.records import PaymentStatus
 from shared.settings import Settings
+from shared.store import Database
 from tests.backends import poison
 from tests.log_capture import capture_logs
 from worker.log_fields import MessageLogFields

@@ -1,7 +1,7 @@
 """PostgreSQL behind the store's ``Database``: a psycopg connection pool, the store's
 placeholders translated once per SQL string, rows read by name and by index.
 
-Transactions are READ COMMITTED with explicit row locks (``PostgresDialect``); reads
+Transactions are READ COMMITTED with explicit row locks (``PostgresEngine``); reads
 that need one snapshot run REPEATABLE READ, READ ONLY. Connections are in autocommit
 mode outside them, as SQLite's are, and go back to the pool after each transaction or
 each statement run through ``connection()``.
@@ -22,9 +22,16 @@ from psycopg.rows import RowMaker
 from psycopg.types.string import StrBinaryDumper, StrDumperUnknown
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from shared.db import Database
-from shared.dialect import LOCKED_ACCOUNT_COLUMNS, Connection, Dialect, Params, Row
 from shared.schema_postgres import POSTGRES_MIGRATIONS
+from shared.store.base import (
+    LOCKED_ACCOUNT_COLUMNS,
+    Connection,
+    Database,
+    Engine,
+    LockedReads,
+    Params,
+    Row,
+)
 
 POOL_WAIT_S = 10.0
 
@@ -32,14 +39,12 @@ POOL_WAIT_S = 10.0
 _MIGRATION_LOCK = 0x7032_7030_6D69_6772  # "p2p0migr"
 
 
-class PostgresDialect(Dialect):
+class PostgresEngine(Engine):
+    """Writes are READ COMMITTED: each locks the rows it reads to change, always in one
+    order, so that any number of processes write at once without lost updates."""
+
     name = "postgresql"
     migrations = POSTGRES_MIGRATIONS
-    # NO KEY UPDATE: ids never change, and so the KEY SHARE lock a foreign-key check
-    # takes (a payment inserted to this account) never waits for these.
-    for_update = " FOR NO KEY UPDATE"
-    # Workers never wait for each other's payments: each takes the oldest nobody holds.
-    claim = " FOR NO KEY UPDATE SKIP LOCKED"
     integrity_error = (psycopg.IntegrityError,)
     infrastructure_error = (psycopg.OperationalError,)
     conflict_error = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
@@ -47,10 +52,20 @@ class PostgresDialect(Dialect):
     # the requests came, and so could deadlock with another process's. One write per
     # transaction locks one account and then waits for nothing: it never deadlocks, and
     # PostgreSQL shares the WAL flush of commits from many connections by itself.
-    shares_write_transactions = False
-    local_reads = False
-    """A read is a round trip to the server and may wait for a pooled connection: the
-    API's event loop hands it to a thread."""
+    writes_per_transaction = 1
+
+    def select_for_update(self, select: str) -> str:
+        # NO KEY UPDATE: ids never change, and so the KEY SHARE lock a foreign-key check
+        # takes (a payment inserted to this account) never waits for these.
+        return f"{select} FOR NO KEY UPDATE"
+
+    def select_to_claim(self, select: str) -> str:
+        # Workers never wait for each other's payments: each takes the oldest nobody holds.
+        return f"{select} FOR NO KEY UPDATE SKIP LOCKED"
+
+    def locked_reads(self, ids: Collection[str], lock: Collection[str]) -> LockedReads:
+        # The locked first: a transaction then holds its locks before it reads the rest.
+        return [(set(lock), True), (set(ids) - set(lock), False)]
 
     def lock_accounts(self, conn: Connection, account_ids: Collection[str]) -> list[Row]:
         return conn.execute(
@@ -59,8 +74,12 @@ class PostgresDialect(Dialect):
             (sorted(account_ids),),
         ).fetchall()
 
+    def broken_foreign_keys(self, conn: Connection) -> list[tuple[str, str]]:
+        """None: PostgreSQL enforces foreign keys on every connection."""
+        return []
 
-POSTGRES = PostgresDialect()
+
+POSTGRES = PostgresEngine()
 
 
 class PgRow(tuple[Any, ...]):
@@ -139,7 +158,7 @@ def translate(sql: str) -> str:
 class PostgresConnection:
     """One pooled connection, for the length of a transaction."""
 
-    dialect: Dialect = POSTGRES
+    engine: Engine = POSTGRES
 
     def __init__(self, raw: psycopg.Connection[PgRow]) -> None:
         self.raw = raw
@@ -171,7 +190,7 @@ class _Rows:
 class _Autocommit:
     """``Database.connection()``: each statement on whichever pooled connection is free."""
 
-    dialect: Dialect = POSTGRES
+    engine: Engine = POSTGRES
 
     def __init__(self, pool: ConnectionPool[psycopg.Connection[PgRow]]) -> None:
         self._pool = pool
@@ -189,7 +208,7 @@ class _Autocommit:
 class PostgresDatabase(Database):
     """A PostgreSQL database, through a pool of at most ``pool_size`` connections."""
 
-    dialect = POSTGRES
+    engine = POSTGRES
 
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout_s: float = 10.0) -> None:
         self.url = url
@@ -225,7 +244,8 @@ class PostgresDatabase(Database):
 
     @contextmanager
     def write(self) -> Iterator[PostgresConnection]:
-        """READ COMMITTED; the store locks the rows it will change (``Dialect.for_update``)."""
+        """READ COMMITTED; the store locks the rows it will change
+        (``Engine.select_for_update``)."""
         with self._transaction("BEGIN") as conn:
             yield conn
 

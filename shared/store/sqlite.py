@@ -1,9 +1,5 @@
-"""The store's connections and transactions: one interface, SQLite or PostgreSQL behind it.
-
-``Database.from_settings`` opens what ``P2P_DATABASE_URL`` names. Store code gets a
-``Connection`` from ``write()`` (a write transaction), ``read()`` (one snapshot) or
-``connection()`` (autocommit, one statement at a time) and writes its SQL once; what the
-engines do differently is in ``shared.dialect``.
+"""SQLite behind the store's ``Database``: a file in WAL mode, one connection per thread,
+one writer at a time (``BEGIN IMMEDIATE``, behind a file lock all our processes share).
 """
 
 from __future__ import annotations
@@ -12,103 +8,78 @@ import fcntl
 import os
 import sqlite3
 import threading
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from typing import Any, TypeVar
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from typing import ParamSpec, TypeVar
 
-from shared.dialect import SQLITE, Connection, Dialect
-from shared.settings import Settings
+from shared.schema import SQLITE_MIGRATIONS
+from shared.store.base import (
+    LOCKED_ACCOUNT_COLUMNS,
+    Connection,
+    Database,
+    Engine,
+    LockedReads,
+    Row,
+    marks,
+)
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
-CONFLICT_ATTEMPTS = 3
-"""Tries of a write that another transaction got in the way of (SQLite has no such)."""
+
+class SQLiteEngine(Engine):
+    """A write transaction (``BEGIN IMMEDIATE``) holds the whole database: no row needs
+    a lock of its own, and no two writers can get in each other's way."""
+
+    name = "sqlite"
+    migrations = SQLITE_MIGRATIONS
+    integrity_error = (sqlite3.IntegrityError,)
+    infrastructure_error = (sqlite3.OperationalError,)
+    conflict_error = ()
+    # One writer at a time: concurrent writes go faster in one transaction, one fsync.
+    writes_per_transaction = None
+
+    def select_for_update(self, select: str) -> str:
+        return select
+
+    def select_to_claim(self, select: str) -> str:
+        return select
+
+    def locked_reads(self, ids: Collection[str], lock: Collection[str]) -> LockedReads:
+        return [({*ids, *lock}, False)]
+
+    def lock_accounts(self, conn: Connection, account_ids: Collection[str]) -> list[Row]:
+        ids = list(account_ids)
+        return conn.execute(
+            f"SELECT {LOCKED_ACCOUNT_COLUMNS} FROM accounts WHERE id IN ({marks(len(ids))})",
+            ids,
+        ).fetchall()
+
+    def broken_foreign_keys(self, conn: Connection) -> list[tuple[str, str]]:
+        # Enforced only on connections that turn it on: a file may have been written
+        # by one that did not.
+        return [
+            (subject, detail)
+            for subject, detail in conn.execute(
+                "SELECT \"table\" || ' row ' || rowid, 'references missing ' || parent"
+                " FROM pragma_foreign_key_check"
+            )
+        ]
 
 
-class Database(ABC):
-    """Where the store lives. ``path`` names it in logs: the SQLite file, or the
-    PostgreSQL URL without its password."""
+SQLITE = SQLiteEngine()
 
-    dialect: Dialect
-    path: str
 
-    @staticmethod
-    def from_settings(settings: Settings) -> Database:
-        if settings.postgres_url is not None:
-            from shared.postgres import PostgresDatabase  # psycopg only when it is used
+class SQLiteConnection(sqlite3.Connection):
+    """A ``sqlite3.Connection`` that says which engine it is, for the store's SQL."""
 
-            return PostgresDatabase(settings.postgres_url, pool_size=settings.postgres_pool_size)
-        return SQLiteDatabase(
-            settings.sqlite_path,
-            synchronous=settings.sqlite_synchronous,
-            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-        )
-
-    @abstractmethod
-    def connection(self) -> Connection:
-        """A connection in autocommit mode, for statements that need no transaction
-        (on PostgreSQL each may run on another pooled connection)."""
-
-    @abstractmethod
-    def write(self) -> AbstractContextManager[Connection]:
-        """A write transaction: committed at the end of the block, rolled back on error."""
-
-    @abstractmethod
-    def read(self) -> AbstractContextManager[Connection]:
-        """A read transaction: every query inside sees one snapshot."""
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-    def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """``fn(conn, *args, **kwargs)`` in a write transaction of its own; run again at
-        once if another transaction got in its way (a deadlock PostgreSQL broke)."""
-        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
-            try:
-                with self.write() as conn:
-                    return fn(conn, *args, **kwargs)
-            except self.dialect.conflict_error:
-                if attempt == CONFLICT_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
-
-    def schema_version(self) -> int:
-        """The number of migrations applied to this database (0: none, a blank one)."""
-        with self.write() as conn:
-            return self._schema_version(conn)
-
-    def migrate(self, target: int | None = None) -> int:
-        """Apply, in one transaction, the migrations this database has not seen, up to
-        ``target`` (default: all of them); returns the schema version now."""
-        migrations = self.dialect.migrations
-        target = len(migrations) if target is None else target
-        with self.write() as conn:
-            self._prepare_migrations(conn)
-            version = self._schema_version(conn)
-            for number in range(version + 1, target + 1):
-                self._apply(conn, migrations[number - 1])
-                self._set_schema_version(conn, number)
-            return max(version, target)
-
-    @abstractmethod
-    def _prepare_migrations(self, conn: Connection) -> None:
-        """Make sure the version can be read, and that no other process migrates now."""
-
-    @abstractmethod
-    def _schema_version(self, conn: Connection) -> int: ...
-
-    @abstractmethod
-    def _set_schema_version(self, conn: Connection, version: int) -> None: ...
-
-    @abstractmethod
-    def _apply(self, conn: Connection, script: str) -> None: ...
+    engine: Engine = SQLITE
 
 
 class SQLiteDatabase(Database):
     """A SQLite file in WAL mode, opened lazily once per thread that uses it."""
 
-    dialect = SQLITE
+    engine = SQLITE
 
     def __init__(self, path: str, *, synchronous: str = "FULL", busy_timeout_ms: int = 5000):
         self.path = path
@@ -119,14 +90,16 @@ class SQLiteDatabase(Database):
         self._opened: list[sqlite3.Connection] = []
         self._writer = _WriterLock(f"{path}.writer-lock")
 
-    def connection(self) -> sqlite3.Connection:
+    def connection(self) -> SQLiteConnection:
         """This thread's connection, in autocommit mode: transactions are explicit."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        conn: SQLiteConnection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, factory=SQLiteConnection
+            )
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._use_wal(conn)
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
             self._local.conn = conn
@@ -134,8 +107,22 @@ class SQLiteDatabase(Database):
                 self._opened.append(conn)
         return conn
 
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch a new file to WAL (the mode is stored in the file: once is enough).
+
+        The switch takes the file's exclusive lock. Two connections switching at once
+        would each hold the shared lock the other must see go, and SQLite fails one of
+        them at once with "database is locked", whatever the busy timeout: that is what
+        an API and a worker starting together on a new file did. So the switch is made
+        under the writer lock, one process after the other; the next one finds WAL.
+        """
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            return
+        with self._writer:
+            conn.execute("PRAGMA journal_mode = WAL")
+
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self) -> Iterator[SQLiteConnection]:
         """``BEGIN IMMEDIATE``: take the write lock first, so what is read stays true."""
         conn = self.connection()
         with self._writer:
@@ -148,7 +135,7 @@ class SQLiteDatabase(Database):
             conn.execute("COMMIT")
 
     @contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
+    def read(self) -> Iterator[SQLiteConnection]:
         """A read transaction: every query inside sees one snapshot."""
         conn = self.connection()
         conn.execute("BEGIN")
@@ -156,6 +143,13 @@ class SQLiteDatabase(Database):
             yield conn
         finally:
             conn.execute("COMMIT")
+
+    async def read_from_event_loop(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Right here: a read of a local file in WAL mode never waits for a writer, and
+        costs less than handing it to a thread."""
+        return fn(*args, **kwargs)
 
     def close(self) -> None:
         with self._lock:
