@@ -1,4 +1,5 @@
-"""What the core hands out: plain, frozen dataclasses read from rows."""
+"""What the core hands out: plain, frozen dataclasses read from rows, and (from
+``shared.enums``) the values their fields take."""
 
 from __future__ import annotations
 
@@ -8,39 +9,21 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from shared.clock import from_text
+from shared.enums import AccountStatus as AccountStatus
+from shared.enums import Direction as Direction
+from shared.enums import FailureCode as FailureCode
+from shared.enums import PaymentStatus as PaymentStatus
 from shared.store import Row
 
 T = TypeVar("T")
 
 
-class AccountStatus(enum.StrEnum):
-    ACTIVE = "active"
-    FROZEN = "frozen"
-
-
-class PaymentStatus(enum.StrEnum):
-    PENDING = "pending"
-    COMPLETED = "completed"
-    FAILED = "failed"
-
-
-class FailureCode(enum.StrEnum):
-    INSUFFICIENT_FUNDS = "insufficient_funds"
-    ACCOUNT_FROZEN = "account_frozen"
-    ACCOUNT_NOT_FOUND = "account_not_found"
-    BALANCE_LIMIT_EXCEEDED = "balance_limit_exceeded"
-
-
 class Signing(enum.StrEnum):
-    """Whether a key's requests must be signed (RFC 9421, ``shared.signatures``)."""
+    """Whether a key's requests must be signed (RFC 9421, ``shared.signatures``): read
+    from whether the key has a signing secret, so no column holds it."""
 
     NONE = "none"
     REQUIRED = "required"
-
-
-class Direction(enum.StrEnum):
-    DEBIT = "debit"
-    CREDIT = "credit"
 
 
 @dataclass(frozen=True, slots=True)

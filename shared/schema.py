@@ -1,19 +1,109 @@
-"""The SQLite schema, as numbered migrations applied in order (``PRAGMA user_version``).
+"""The schema, as numbered migrations applied in order, written once for both engines.
 
-``shared.schema_postgres`` is the same schema, version for version, in PostgreSQL's words.
+``SQLITE_MIGRATIONS`` and ``POSTGRES_MIGRATIONS`` carry the same numbers. Tables,
+columns, uniques, checks and indexes are one text; ``_Engine`` fills in what the two
+spell differently: money is an ``INTEGER`` whose ``typeof`` is checked in SQLite and a
+``BIGINT`` in PostgreSQL (the type itself refuses what ``typeof`` refuses), ``seq`` is
+the rowid or an identity column, a currency code is matched by ``GLOB`` or ``~``.
+Triggers are written per engine: SQL bodies in SQLite, PL/pgSQL functions raising
+SQLSTATE 23000 (integrity_constraint_violation) in PostgreSQL, so that a refused write
+is an integrity error on both. Timestamps are fixed-width text on both, which ids,
+cursors and ordering rely on. The lists of statuses and failure codes that ``CHECK``s
+allow are rendered from ``shared.enums``.
 
-Money invariants live here too, not only in Python: balances and amounts are checked
+Money invariants live here, not only in Python: balances and amounts are checked
 integers, each idempotency scope and each payment's debit and credit are unique, the
-ledger is append-only and every entry's running balance must continue the one before it.
+ledger is append-only, every entry's running balance continues the one before it, and
+a completed payment has exactly its debit and its credit (migration 4).
+
+A migration that has run somewhere never changes: ``tests/unit/test_schema_history.py``
+pins each one's text. Adding a member to an enum therefore takes a new migration that
+widens the ``CHECK``, and migration 1 keeps rendering the members it had.
 """
 
 from __future__ import annotations
 
-SQLITE_MIGRATIONS: tuple[str, ...] = (
-    # 1: the first schema.
-    """
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from shared.enums import AccountStatus, Direction, FailureCode, PaymentStatus
+
+_WIDTH = 88
+"""Where a rendered line wraps (the width the scripts were first written to)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Engine:
+    """How one engine spells what the shared tables say the same."""
+
+    seq: str
+    """The ``seq`` column: the order rows were written in, and their keyset cursor."""
+    integer: str
+    """The money type."""
+    checks_type: bool
+    """Whether a money column needs a ``CHECK`` of its type (SQLite's columns take any)."""
+    currency_check: str
+    """The ``CHECK`` of a three-letter currency code, of ``{column}``."""
+
+    def money(self, column: str, rule: str, *, default: int | None = None) -> str:
+        """A ``NOT NULL`` integer column checked by ``rule`` (``> 0``, ``>= 0``)."""
+        head = f"{column} {self.integer} NOT NULL"
+        if default is not None:
+            head += f" DEFAULT {default}"
+        typed = f"typeof({column}) = 'integer' AND " if self.checks_type else ""
+        check = f"CHECK ({typed}{column} {rule})"
+        if len(f"        {head} {check},") > _WIDTH:
+            return f"{head}\n            {check}"
+        return f"{head} {check}"
+
+    def currency(self, column: str) -> str:
+        return self.currency_check.format(column=column)
+
+
+_SQLITE = _Engine(
+    seq="INTEGER PRIMARY KEY",
+    integer="INTEGER",
+    checks_type=True,
+    currency_check="CHECK ({column} GLOB '[A-Z][A-Z][A-Z]')",
+)
+_POSTGRES = _Engine(
+    seq="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    integer="BIGINT",
+    checks_type=False,
+    currency_check="CHECK ({column} ~ '^[A-Z]{{3}}$')",
+)
+
+
+def _quoted(value: enum.StrEnum) -> str:
+    return f"'{value}'"
+
+
+def _check_in(column: str, values: Iterable[enum.StrEnum], *, at: int) -> str:
+    """``CHECK (column IN ('a', 'b'))``, starting at character ``at`` of its line and
+    wrapped under its first value before the line would pass ``_WIDTH``."""
+    head = f"CHECK ({column} IN ("
+    first, *rest = [_quoted(value) for value in values]
+    lines, line = [], head + first
+    for item in rest:
+        if at + len(f"{line}, {item}))") + 1 > _WIDTH:
+            lines.append(f"{line},")
+            line = " " * len(head) + item
+        else:
+            line = f"{line}, {item}"
+    lines.append(f"{line}))")
+    return ("\n" + " " * at).join(lines)
+
+
+# 1: the first schema. Tables and indexes are shared; the triggers follow per engine.
+def _tables(e: _Engine) -> str:
+    account_statuses = _check_in("status", AccountStatus, at=46)
+    payment_statuses = _check_in("status", PaymentStatus, at=12)
+    failure_codes = _check_in("failure_code", FailureCode, at=12)
+    directions = _check_in("direction", Direction, at=32)
+    return f"""
     CREATE TABLE users (
-        seq INTEGER PRIMARY KEY,
+        seq {e.seq},
         id TEXT NOT NULL UNIQUE,
         name TEXT NOT NULL,
         email TEXT NOT NULL,
@@ -22,7 +112,7 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     );
 
     CREATE TABLE api_keys (
-        seq INTEGER PRIMARY KEY,
+        seq {e.seq},
         id TEXT NOT NULL UNIQUE,
         user_id TEXT NOT NULL REFERENCES users (id),
         key_hash TEXT NOT NULL,
@@ -32,26 +122,24 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX api_keys_user ON api_keys (user_id);
 
     CREATE TABLE accounts (
-        seq INTEGER PRIMARY KEY,
+        seq {e.seq},
         id TEXT NOT NULL UNIQUE,
         user_id TEXT NOT NULL REFERENCES users (id),
-        currency TEXT NOT NULL CHECK (currency GLOB '[A-Z][A-Z][A-Z]'),
-        balance INTEGER NOT NULL DEFAULT 0
-            CHECK (typeof(balance) = 'integer' AND balance >= 0),
+        currency TEXT NOT NULL {e.currency("currency")},
+        {e.money("balance", ">= 0", default=0)},
         -- The sum of the account's pending outgoing payments, kept with them.
-        pending_out INTEGER NOT NULL DEFAULT 0
-            CHECK (typeof(pending_out) = 'integer' AND pending_out >= 0),
-        status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'frozen')),
+        {e.money("pending_out", ">= 0", default=0)},
+        status TEXT NOT NULL DEFAULT {_quoted(AccountStatus.ACTIVE)} {account_statuses},
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL
     );
     CREATE INDEX accounts_user ON accounts (user_id, seq);
 
     CREATE TABLE deposits (
-        seq INTEGER PRIMARY KEY,
+        seq {e.seq},
         id TEXT NOT NULL UNIQUE,
         account_id TEXT NOT NULL REFERENCES accounts (id),
-        amount INTEGER NOT NULL CHECK (typeof(amount) = 'integer' AND amount > 0),
+        {e.money("amount", "> 0")},
         description TEXT,
         idempotency_key TEXT NOT NULL,
         request_hash TEXT NOT NULL,
@@ -60,20 +148,19 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     );
 
     CREATE TABLE payments (
-        seq INTEGER PRIMARY KEY,
+        seq {e.seq},
         id TEXT NOT NULL UNIQUE,
         from_account_id TEXT NOT NULL REFERENCES accounts (id),
         to_account_id TEXT NOT NULL REFERENCES accounts (id),
         from_user_id TEXT NOT NULL REFERENCES users (id),
         to_user_id TEXT NOT NULL REFERENCES users (id),
-        amount INTEGER NOT NULL CHECK (typeof(amount) = 'integer' AND amount > 0),
-        currency TEXT NOT NULL CHECK (currency GLOB '[A-Z][A-Z][A-Z]'),
+        {e.money("amount", "> 0")},
+        currency TEXT NOT NULL {e.currency("currency")},
         description TEXT,
-        status TEXT NOT NULL DEFAULT 'pending'
-            CHECK (status IN ('pending', 'completed', 'failed')),
+        status TEXT NOT NULL DEFAULT {_quoted(PaymentStatus.PENDING)}
+            {payment_statuses},
         failure_code TEXT
-            CHECK (failure_code IN ('insufficient_funds', 'account_frozen',
-                                    'account_not_found', 'balance_limit_exceeded')),
+            {failure_codes},
         failure_detail TEXT,
         idempotency_key TEXT NOT NULL,
         request_hash TEXT NOT NULL,
@@ -91,13 +178,12 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX payments_to_user ON payments (to_user_id, seq);
 
     CREATE TABLE ledger_entries (
-        seq INTEGER PRIMARY KEY,
+        seq {e.seq},
         id TEXT NOT NULL UNIQUE,
         account_id TEXT NOT NULL REFERENCES accounts (id),
-        direction TEXT NOT NULL CHECK (direction IN ('debit', 'credit')),
-        amount INTEGER NOT NULL CHECK (typeof(amount) = 'integer' AND amount > 0),
-        balance_after INTEGER NOT NULL
-            CHECK (typeof(balance_after) = 'integer' AND balance_after >= 0),
+        direction TEXT NOT NULL {directions},
+        {e.money("amount", "> 0")},
+        {e.money("balance_after", ">= 0")},
         payment_id TEXT REFERENCES payments (id),
         deposit_id TEXT UNIQUE REFERENCES deposits (id),
         created_at TEXT NOT NULL,
@@ -106,7 +192,10 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
         UNIQUE (payment_id, direction)
     );
     CREATE INDEX ledger_entries_account ON ledger_entries (account_id, seq);
+"""
 
+
+_SQLITE_TRIGGERS_1 = """
     -- The ledger is append-only.
     CREATE TRIGGER ledger_entries_no_update BEFORE UPDATE ON ledger_entries
     BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
@@ -127,18 +216,71 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER payments_final BEFORE UPDATE ON payments
     WHEN OLD.status <> 'pending'
     BEGIN SELECT RAISE(ABORT, 'a settled payment cannot change'); END;
-    """,
-    # 2: API keys listed newest first by keyset: on PostgreSQL an index on (user_id)
-    # alone makes every page a sort, while SQLite's already ends in the rowid (seq).
-    # Both schemas carry the same index so that they stay one design.
     """
+
+_POSTGRES_TRIGGERS_1 = """
+    -- The ledger is append-only.
+    CREATE FUNCTION ledger_entries_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'ledger entries are append-only'
+            USING ERRCODE = 'integrity_constraint_violation';
+    END $$;
+    CREATE TRIGGER ledger_entries_no_update BEFORE UPDATE ON ledger_entries
+        FOR EACH ROW EXECUTE FUNCTION ledger_entries_append_only();
+    CREATE TRIGGER ledger_entries_no_delete BEFORE DELETE ON ledger_entries
+        FOR EACH ROW EXECUTE FUNCTION ledger_entries_append_only();
+    CREATE TRIGGER ledger_entries_no_truncate BEFORE TRUNCATE ON ledger_entries
+        FOR EACH STATEMENT EXECUTE FUNCTION ledger_entries_append_only();
+
+    -- G3: an entry continues its account's running balance and matches the balance the
+    -- same transaction wrote on the account. (Writers hold the account's row lock, so
+    -- the newest entry read here cannot change underneath.) Numeric, so that corrupt
+    -- data is refused rather than overflowing.
+    CREATE FUNCTION ledger_entries_running_balance() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        previous NUMERIC;
+        expected NUMERIC;
+        account_balance BIGINT;
+    BEGIN
+        SELECT balance_after INTO previous FROM ledger_entries
+            WHERE account_id = NEW.account_id ORDER BY seq DESC LIMIT 1;
+        SELECT balance INTO account_balance FROM accounts WHERE id = NEW.account_id;
+        expected := coalesce(previous, 0)
+            + CASE NEW.direction WHEN 'credit' THEN NEW.amount ELSE -NEW.amount END;
+        IF NEW.balance_after <> expected OR NEW.balance_after <> account_balance THEN
+            RAISE EXCEPTION 'ledger entry does not continue the running balance'
+                USING ERRCODE = 'integrity_constraint_violation';
+        END IF;
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER ledger_entries_running_balance BEFORE INSERT ON ledger_entries
+        FOR EACH ROW EXECUTE FUNCTION ledger_entries_running_balance();
+
+    -- A settled payment stays settled.
+    CREATE FUNCTION payments_final() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF OLD.status <> 'pending' THEN
+            RAISE EXCEPTION 'a settled payment cannot change'
+                USING ERRCODE = 'integrity_constraint_violation';
+        END IF;
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER payments_final BEFORE UPDATE ON payments
+        FOR EACH ROW EXECUTE FUNCTION payments_final();
+    """
+
+# 2: API keys listed newest first by keyset: on PostgreSQL an index on (user_id) alone
+# makes every page a sort, while SQLite's already ends in the rowid (seq). Both engines
+# carry the same index so that they stay one design.
+_API_KEYS_BY_USER_AND_SEQ = """
     DROP INDEX api_keys_user;
     CREATE INDEX api_keys_user_seq ON api_keys (user_id, seq);
-    """,
-    # 3: G3 by construction: an entry that continues its account's running balance
-    # writes that balance onto the account. Money then moves in one statement for a
-    # whole group of entries, not two statements per entry.
     """
+
+# 3: G3 by construction: an entry that continues its account's running balance writes
+# that balance onto the account. Money then moves in one statement for a whole group of
+# entries, not two statements per entry.
+_SQLITE_ENTRIES_MOVE_BALANCES = """
     DROP TRIGGER ledger_entries_running_balance;
     CREATE TRIGGER ledger_entries_running_balance BEFORE INSERT ON ledger_entries
     WHEN NEW.balance_after <> coalesce(
@@ -151,11 +293,146 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
         UPDATE accounts SET balance = NEW.balance_after, updated_at = NEW.created_at
         WHERE id = NEW.account_id;
     END;
-    """,
-    # 4: signed requests. A key with signing: required keeps the secret its requests are
-    # signed with; NULL is a key without signing. HMAC needs the secret itself, so it is
-    # stored as issued, not hashed (docs/operations.md, API keys).
     """
+
+# PostgreSQL runs row-level AFTER triggers at the end of the statement, in row order,
+# so the newest entry of an account is the last to write its balance.
+_POSTGRES_ENTRIES_MOVE_BALANCES = """
+    CREATE OR REPLACE FUNCTION ledger_entries_running_balance() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        previous NUMERIC;
+        expected NUMERIC;
+    BEGIN
+        SELECT balance_after INTO previous FROM ledger_entries
+            WHERE account_id = NEW.account_id ORDER BY seq DESC LIMIT 1;
+        expected := coalesce(previous, 0)
+            + CASE NEW.direction WHEN 'credit' THEN NEW.amount ELSE -NEW.amount END;
+        IF NEW.balance_after <> expected THEN
+            RAISE EXCEPTION 'ledger entry does not continue the running balance'
+                USING ERRCODE = 'integrity_constraint_violation';
+        END IF;
+        RETURN NEW;
+    END $$;
+    CREATE FUNCTION ledger_entries_move_balance() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE accounts SET balance = NEW.balance_after, updated_at = NEW.created_at
+            WHERE id = NEW.account_id;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER ledger_entries_move_balance AFTER INSERT ON ledger_entries
+        FOR EACH ROW EXECUTE FUNCTION ledger_entries_move_balance();
+    """
+
+# 4: G2 in the database: a completed payment has exactly one debit of its amount on the
+# sender and one credit of its amount on the receiver; any other payment has no entry.
+# A payment's entries are at most one debit and one credit (UNIQUE (payment_id,
+# direction)), so two that match are exactly the pair. Settling writes a payment's
+# entries while it is still pending, then marks it completed (shared.engine).
+#
+# SQLite has no deferred triggers, so each step is refused as it happens: a payment
+# that becomes (or is written as) completed without its pair, or settled otherwise with
+# entries; an entry for a payment already settled. Entries are append-only and a settled
+# payment final (migration 1), so the pair cannot be undone after. Left to the audit:
+# entries for a payment that a transaction leaves pending (nothing runs at commit).
+_UNPAIRED = "a completed payment has one debit and one credit of its amount"
+_NOT_COMPLETED = "a payment that is not completed has no ledger entries"
+_SETTLED = "a settled payment takes no more ledger entries"
+
+_SQLITE_WITHOUT_PAIR = """NEW.status = 'completed' AND (
+        SELECT count(*) FROM ledger_entries
+        WHERE payment_id = NEW.id AND amount = NEW.amount
+          AND account_id = CASE direction
+              WHEN 'debit' THEN NEW.from_account_id ELSE NEW.to_account_id END) <> 2"""
+_SQLITE_WITH_ENTRIES = """NEW.status <> 'completed'
+     AND EXISTS (SELECT 1 FROM ledger_entries WHERE payment_id = NEW.id)"""
+
+# (A payment settled already is payments_final's to refuse.)
+_SQLITE_PAIRING = f"""
+    CREATE TRIGGER payments_completed_paired BEFORE UPDATE OF status ON payments
+    WHEN OLD.status = 'pending' AND {_SQLITE_WITHOUT_PAIR}
+    BEGIN SELECT RAISE(ABORT, '{_UNPAIRED}'); END;
+    CREATE TRIGGER payments_inserted_paired BEFORE INSERT ON payments
+    WHEN {_SQLITE_WITHOUT_PAIR}
+    BEGIN SELECT RAISE(ABORT, '{_UNPAIRED}'); END;
+    CREATE TRIGGER payments_failed_unpaired BEFORE UPDATE OF status ON payments
+    WHEN OLD.status = 'pending' AND {_SQLITE_WITH_ENTRIES}
+    BEGIN SELECT RAISE(ABORT, '{_NOT_COMPLETED}'); END;
+    CREATE TRIGGER payments_inserted_unpaired BEFORE INSERT ON payments
+    WHEN {_SQLITE_WITH_ENTRIES}
+    BEGIN SELECT RAISE(ABORT, '{_NOT_COMPLETED}'); END;
+    CREATE TRIGGER ledger_entries_of_pending_payments BEFORE INSERT ON ledger_entries
+    WHEN NEW.payment_id IS NOT NULL
+     AND (SELECT status FROM payments WHERE id = NEW.payment_id) <> 'pending'
+    BEGIN SELECT RAISE(ABORT, '{_SETTLED}'); END;
+    """
+
+# PostgreSQL checks at commit, once the transaction has written all it will: deferred
+# constraint triggers, one query each. A payment settled checks its entries. An entry
+# checks only that its payment is completed: that payment's own check (at this commit,
+# or at the one that completed it) saw its pair, and no third entry fits beside it.
+_POSTGRES_PAIRING = f"""
+    CREATE FUNCTION payments_paired() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        payment_status TEXT;
+        entries BIGINT;
+        paired BIGINT;
+    BEGIN
+        SELECT payments.status, count(ledger_entries.id), count(ledger_entries.id) FILTER (
+                WHERE ledger_entries.amount = payments.amount
+                  AND ledger_entries.account_id = CASE ledger_entries.direction
+                      WHEN 'debit' THEN payments.from_account_id
+                      ELSE payments.to_account_id END)
+            INTO payment_status, entries, paired
+            FROM payments LEFT JOIN ledger_entries ON ledger_entries.payment_id = payments.id
+            WHERE payments.id = NEW.id GROUP BY payments.seq;
+        IF payment_status = 'completed' AND paired <> 2 THEN
+            RAISE EXCEPTION '{_UNPAIRED}'
+                USING ERRCODE = 'integrity_constraint_violation';
+        ELSIF payment_status <> 'completed' AND entries <> 0 THEN
+            RAISE EXCEPTION '{_NOT_COMPLETED}'
+                USING ERRCODE = 'integrity_constraint_violation';
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE CONSTRAINT TRIGGER payments_paired AFTER INSERT OR UPDATE OF status ON payments
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+        WHEN (NEW.status <> 'pending') EXECUTE FUNCTION payments_paired();
+
+    CREATE FUNCTION ledger_entries_paired() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF (SELECT status FROM payments WHERE id = NEW.payment_id) <> 'completed' THEN
+            RAISE EXCEPTION '{_NOT_COMPLETED}'
+                USING ERRCODE = 'integrity_constraint_violation';
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE CONSTRAINT TRIGGER ledger_entries_paired AFTER INSERT ON ledger_entries
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+        WHEN (NEW.payment_id IS NOT NULL) EXECUTE FUNCTION ledger_entries_paired();
+    """
+
+# 5: signed requests. A key with signing: required keeps the secret its requests are
+# signed with; NULL is a key without signing. HMAC needs the secret itself, so it is
+# stored as issued, not hashed (docs/operations.md, API keys).
+_API_KEYS_SIGNING = """
     ALTER TABLE api_keys ADD COLUMN signing_secret TEXT;
-    """,
+    """
+
+SQLITE_MIGRATIONS: tuple[str, ...] = (
+    _tables(_SQLITE) + _SQLITE_TRIGGERS_1,
+    _API_KEYS_BY_USER_AND_SEQ,
+    _SQLITE_ENTRIES_MOVE_BALANCES,
+    _SQLITE_PAIRING,
+    _API_KEYS_SIGNING,
 )
+"""SQLite's migrations; the version is kept in ``PRAGMA user_version``."""
+
+POSTGRES_MIGRATIONS: tuple[str, ...] = (
+    _tables(_POSTGRES) + _POSTGRES_TRIGGERS_1,
+    _API_KEYS_BY_USER_AND_SEQ,
+    _POSTGRES_ENTRIES_MOVE_BALANCES,
+    _POSTGRES_PAIRING,
+    _API_KEYS_SIGNING,
+)
+"""PostgreSQL's migrations; the version is kept in the ``schema_version`` table."""

@@ -22,7 +22,7 @@ from psycopg.rows import RowMaker
 from psycopg.types.string import StrBinaryDumper, StrDumperUnknown
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from shared.schema_postgres import POSTGRES_MIGRATIONS
+from shared.schema import POSTGRES_MIGRATIONS
 from shared.store.base import (
     LOCKED_ACCOUNT_COLUMNS,
     Connection,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -11,6 +14,7 @@ from shared import accounts
 from shared.clock import new_id, to_text, utcnow
 from shared.payments import Transfer, submit_transfer
 from shared.records import Account, Deposit, Payment, User
+from shared.schema import SQLITE_MIGRATIONS
 from shared.store import Connection, Database, Row
 from shared.store.postgres import PostgresDatabase
 from shared.store.sqlite import SQLiteDatabase
@@ -202,3 +206,31 @@ def insert_deposit_row(conn: Connection, account_id: str, amount: object) -> str
         (deposit_id, account_id, amount, new_key(), to_text(utcnow())),
     )
     return deposit_id
+
+
+_PAIRING_TRIGGERS = re.findall(r"CREATE TRIGGER (\w+)", SQLITE_MIGRATIONS[3])
+"""SQLite's triggers of migration 4: a completed payment has exactly its pair."""
+
+
+@contextmanager
+def unguarded_write(db: Database) -> Iterator[Connection]:
+    """A write transaction in which the pairing of a payment's entries (migration 4) is
+    not enforced: to plant what only a database older than it, or corrupted outside the
+    product, can hold, for the audit to find. SQLite drops those triggers and makes them
+    again before the commit; PostgreSQL fires no trigger in it (``replica``)."""
+    with db.write() as conn:
+        if db.engine.name != "sqlite":
+            conn.execute("SET LOCAL session_replication_role = replica")
+            yield conn
+            return
+        made = [
+            conn.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?", (name,)
+            ).fetchone()[0]
+            for name in _PAIRING_TRIGGERS
+        ]
+        for name in _PAIRING_TRIGGERS:
+            conn.execute(f"DROP TRIGGER {name}")
+        yield conn
+        for sql in made:
+            conn.execute(sql)

@@ -14,6 +14,7 @@ from tests.unit.helpers import (
     insert_entry_row,
     insert_payment_row,
     pay,
+    unguarded_write,
 )
 
 TOTALS = "sum of balances differs from sum of deposits"
@@ -77,7 +78,8 @@ def test_verify_reports_a_balance_changed_behind_the_engines_back(
 def test_verify_reports_a_completed_payment_without_ledger_entries(
     db: Database, alice: Customer, bob: Customer
 ) -> None:
-    payment_id = insert_payment_row(db.connection(), alice.main, bob.main, status="completed")
+    with unguarded_write(db) as conn:
+        payment_id = insert_payment_row(conn, alice.main, bob.main, status="completed")
 
     violations = verify(db)
 
@@ -90,7 +92,7 @@ def test_verify_reports_a_completed_payment_without_ledger_entries(
 def test_verify_reports_money_credited_without_a_debit(
     db: Database, alice: Customer, bob: Customer
 ) -> None:
-    with db.write() as conn:
+    with unguarded_write(db) as conn:
         payment_id = insert_payment_row(conn, alice.main, bob.main, amount=10, status="completed")
         conn.execute("UPDATE accounts SET balance = 1010 WHERE id = ?", (bob.main.id,))
         insert_entry_row(conn, bob.main.id, "credit", 10, 1010, payment_id=payment_id)
@@ -108,7 +110,7 @@ def test_verify_reports_money_credited_without_a_debit(
 def test_verify_reports_a_credit_to_the_wrong_account(
     db: Database, alice: Customer, bob: Customer, carol: Customer
 ) -> None:
-    with db.write() as conn:
+    with unguarded_write(db) as conn:
         payment_id = insert_payment_row(conn, alice.main, bob.main, amount=10, status="completed")
         conn.execute("UPDATE accounts SET balance = 990 WHERE id = ?", (alice.main.id,))
         insert_entry_row(conn, alice.main.id, "debit", 10, 990, payment_id=payment_id)
@@ -124,7 +126,7 @@ def test_verify_reports_a_credit_to_the_wrong_account(
 def test_verify_reports_ledger_entries_on_a_failed_payment(
     db: Database, alice: Customer, bob: Customer
 ) -> None:
-    with db.write() as conn:
+    with unguarded_write(db) as conn:
         payment_id = insert_payment_row(
             conn,
             alice.main,

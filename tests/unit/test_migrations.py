@@ -65,7 +65,7 @@ def test_migrate_brings_a_blank_database_to_the_latest_version(blank: Database) 
 
 def test_both_backends_have_the_same_schema_versions() -> None:
 
-    assert len(SQLITE.migrations) == len(POSTGRES.migrations) == 4
+    assert len(SQLITE.migrations) == len(POSTGRES.migrations) == 5
 
 
 def _deposit_as_version_1(db: Database, account: Account, amount: int) -> None:
@@ -97,8 +97,8 @@ def test_p2p_migrate_upgrades_a_first_version_database_in_place(
 
     out = _p2p_migrate(monkeypatch, capsys, blank_database_url)
 
-    assert "schema version 1 -> 4" in out
-    assert blank.schema_version() == 4
+    assert "schema version 1 -> 5" in out
+    assert blank.schema_version() == 5
     assert snapshot(blank) == before
     assert "api_keys_user" not in _indexes(blank)
     assert "api_keys_user_seq" in _indexes(blank)
@@ -126,3 +126,26 @@ def test_p2p_migrate_on_the_latest_version_changes_nothing(
 
     assert f"at schema version {len(db.engine.migrations)} already" in out
     assert snapshot(db) == before
+
+
+def test_a_database_with_settled_payments_takes_migration_4_and_keeps_settling(
+    blank: Database,
+) -> None:
+    assert blank.migrate(target=3) == 3
+    alice = new_customer(blank, "Alice")
+    bob = new_customer(blank, "Bob")
+    pay(blank, alice.main, bob.main, 300)
+    pay(blank, alice.main, bob.main, 5000)  # insufficient funds
+    assert [p.status for p in settle_pending(blank, limit=10)] == [
+        PaymentStatus.COMPLETED,
+        PaymentStatus.FAILED,
+    ]
+    before = snapshot(blank)
+
+    assert blank.migrate(target=4) == 4
+
+    assert snapshot(blank) == before
+    pending = pay(blank, bob.main, alice.savings, 200)
+    [done] = settle_pending(blank, limit=10)
+    assert (done.id, done.status) == (pending.id, PaymentStatus.COMPLETED)
+    assert verify(blank) == []

@@ -12,6 +12,7 @@ from tests.unit.helpers import (
     insert_payment_row,
     new_customer,
     pay,
+    unguarded_write,
 )
 
 
@@ -101,7 +102,8 @@ def test_a_full_cycle_finds_what_verify_finds_but_foreign_keys(
     db.connection().execute(
         "UPDATE accounts SET pending_out = pending_out + 7 WHERE id = ?", (carol.main.id,)
     )
-    insert_payment_row(db.connection(), alice.main, bob.main, status="completed")
+    with unguarded_write(db) as conn:
+        insert_payment_row(conn, alice.main, bob.main, status="completed")
     insert_deposit_row(db.connection(), carol.savings.id, 50)
 
     found = _full_cycle(RollingAudit(batch=2), db)
