@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Ema
 
 from shared.currencies import ISO_4217
 from shared.enums import EventType
-from shared.records import AccountStatus, Direction, FailureCode, PaymentStatus
+from shared.records import AccountStatus, Direction, FailureCode, PaymentStatus, Signing
 
 T = TypeVar("T")
 
@@ -118,16 +118,33 @@ class UserCreated(UserPublic):
     api_key: str = Field(description="Shown once; only its hash is stored.")
 
 
+_SIGNING = (
+    "`required`: every request made with the key must be signed (RFC 9421, `hmac-sha256`),"
+    " or it is refused `401 signature_invalid`."
+)
+
+
+class ApiKeyCreate(_Body):
+    signing: Literal["none", "required"] = Field("none", description=_SIGNING)
+
+
 class ApiKeyPublic(_Out):
     id: str = Field(description="`key_` + the 16 hex digits that follow `p2p_` in the key.")
     created_at: datetime
     revoked_at: datetime | None
+    signing: Signing = Field(description=_SIGNING)
 
 
 class ApiKeyCreated(_Out):
     id: str
     api_key: str = Field(description="Shown once; only its hash is stored.")
     created_at: datetime
+    signing: Signing = Field(description=_SIGNING)
+    signing_secret: str | None = Field(
+        None,
+        description="Only for `signing: required`, shown once: the HMAC key of the signatures"
+        " is its UTF-8 bytes.",
+    )
 
 
 class AccountPublic(_Out):

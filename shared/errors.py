@@ -77,3 +77,11 @@ class LastApiKey(P2PError):
     """Revoking this key would leave the user without a live one, locked out for good."""
 
     code = "last_api_key"
+
+
+class SignatureInvalid(P2PError):
+    """A request made with a key that has ``signing: required`` is not signed as RFC 9421
+    and the service require: missing, malformed, by another key, not verifying, too old or
+    too new, not covering what it must, or its body not matching its ``Content-Digest``."""
+
+    code = "signature_invalid"

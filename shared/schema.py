@@ -412,8 +412,15 @@ _POSTGRES_PAIRING = f"""
         WHEN (NEW.payment_id IS NOT NULL) EXECUTE FUNCTION ledger_entries_paired();
     """
 
+# 5: signed requests. A key with signing: required keeps the secret its requests are
+# signed with; NULL is a key without signing. HMAC needs the secret itself, so it is
+# stored as issued, not hashed (docs/operations.md, API keys).
+_API_KEYS_SIGNING = """
+    ALTER TABLE api_keys ADD COLUMN signing_secret TEXT;
+    """
 
-# 5: events, the outbox (shared.events): each written in the transaction of the change
+
+# 6: events, the outbox (shared.events): each written in the transaction of the change
 # it tells of, one row per user who may read it, holding the object as that user reads
 # it. ``seq`` is the feed's order and must be commit order and never reused: SQLite's
 # AUTOINCREMENT never hands out a number again, even once the newest rows are pruned
@@ -440,6 +447,7 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     _API_KEYS_BY_USER_AND_SEQ,
     _SQLITE_ENTRIES_MOVE_BALANCES,
     _SQLITE_PAIRING,
+    _API_KEYS_SIGNING,
     _events("INTEGER PRIMARY KEY AUTOINCREMENT"),
 )
 """SQLite's migrations; the version is kept in ``PRAGMA user_version``."""
@@ -449,6 +457,7 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     _API_KEYS_BY_USER_AND_SEQ,
     _POSTGRES_ENTRIES_MOVE_BALANCES,
     _POSTGRES_PAIRING,
+    _API_KEYS_SIGNING,
     _events(_POSTGRES.seq),
 )
 """PostgreSQL's migrations; the version is kept in the ``schema_version`` table."""
