@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -18,6 +18,7 @@ from pydantic import (
 
 from shared.batches import MAX_ITEMS as MAX_BATCH_ITEMS
 from shared.currencies import ISO_4217
+from shared.enums import EventType
 from shared.payments import Transfer
 from shared.records import (
     AccountStatus,
@@ -28,6 +29,7 @@ from shared.records import (
     FailureCode,
     Payment,
     PaymentStatus,
+    Signing,
 )
 
 T = TypeVar("T")
@@ -202,16 +204,33 @@ class UserCreated(UserPublic):
     api_key: str = Field(description="Shown once; only its hash is stored.")
 
 
+_SIGNING = (
+    "`required`: every request made with the key must be signed (RFC 9421, `hmac-sha256`),"
+    " or it is refused `401 signature_invalid`."
+)
+
+
+class ApiKeyCreate(_Body):
+    signing: Literal["none", "required"] = Field("none", description=_SIGNING)
+
+
 class ApiKeyPublic(_Out):
     id: str = Field(description="`key_` + the 16 hex digits that follow `p2p_` in the key.")
     created_at: datetime
     revoked_at: datetime | None
+    signing: Signing = Field(description=_SIGNING)
 
 
 class ApiKeyCreated(_Out):
     id: str
     api_key: str = Field(description="Shown once; only its hash is stored.")
     created_at: datetime
+    signing: Signing = Field(description=_SIGNING)
+    signing_secret: str | None = Field(
+        None,
+        description="Only for `signing: required`, shown once: the HMAC key of the signatures"
+        " is its UTF-8 bytes.",
+    )
 
 
 class AccountPublic(_Out):
@@ -322,6 +341,19 @@ class LedgerEntryPublic(_Out):
     payment_id: str | None
     deposit_id: str | None
     created_at: datetime
+
+
+class EventData(BaseModel):
+    object: dict[str, Any] = Field(
+        description="The payment, deposit or account as the caller reads it at that moment."
+    )
+
+
+class EventPublic(BaseModel):
+    id: str
+    type: EventType
+    created_at: datetime
+    data: EventData
 
 
 class ListPage(BaseModel, Generic[T]):

@@ -19,6 +19,8 @@ from shared import failures
 from shared.accounts import MAX_BALANCE, change_held, change_pending_out
 from shared.batch_settling import claim_whole_batches, mark_settled
 from shared.clock import from_text, new_id, to_text, utcnow
+from shared.enums import EventType
+from shared.events import PaymentOwners, payment_events, record_events
 from shared.records import AccountStatus, CaptureMode, FailureCode, Payment, PaymentStatus
 from shared.store import Connection, Database, Row, chunks, marks, rows
 
@@ -56,7 +58,7 @@ def _settle_one(conn: Connection, payment_id: str) -> tuple[Payment | None, list
     if payment.status is not PaymentStatus.PENDING:
         return payment, []
     rows, atomic = claim_whole_batches(conn, [row])
-    settled = _settle_all(conn, [Payment.from_row(row) for row in rows], utcnow(), atomic)
+    settled = _settle_all(conn, rows, utcnow(), atomic)
     return next((one for one in settled if one.id == payment_id), payment), settled
 
 
@@ -90,7 +92,7 @@ def _settle_oldest(
     now = utcnow()
     rows = _oldest_pending(conn, limit=limit, older_than=older_than, skip=skip, now=now, claim=True)
     rows, atomic = claim_whole_batches(conn, rows)
-    return _settle_all(conn, [Payment.from_row(row) for row in rows], now, atomic)
+    return _settle_all(conn, rows, now, atomic)
 
 
 def pending_ids(
@@ -158,11 +160,12 @@ def payment_status(db: Database, payment_id: str) -> PaymentStatus | None:
 
 def _settle_all(
     conn: Connection,
-    payments: Sequence[Payment],
+    payment_rows: Sequence[Row],
     now: datetime,
     atomic: Collection[str] = frozenset(),
 ) -> list[Payment]:
-    """Settle these pending payments, judged one after the other in this order.
+    """Settle these pending payments (their rows), judged one after the other in this
+    order.
 
     The accounts are read once, locked; each payment is judged against them as the
     payments before it left them, so every outcome is the one it would have had alone.
@@ -170,15 +173,17 @@ def _settle_all(
     sender (spent from ``available`` like a transfer), and nothing moves yet. Then a few
     statements write the whole group: its ledger entries in order (each moves its
     account's balance, and the database checks it continues the one before), the new
-    holds, the senders' ``pending_out`` released, and the payments' outcomes.
+    holds, the senders' ``pending_out`` released, the payments' outcomes, and last their
+    events.
 
     The payments of a batch in ``atomic`` (all of its pending ones, together) are first
     judged on a scratch copy of the accounts (``_rehearse``): if one of them fails, they
     all fail and none moves money. A batch none of whose payments is pending any more
     is marked settled.
     """
-    if not payments:
+    if not payment_rows:
         return []  # an idle sweep or settler-ahead pass: no statement at all
+    payments = [Payment.from_row(row) for row in payment_rows]
     accounts = lock_ledger_accounts(
         conn,
         {payment.from_account_id for payment in payments}
@@ -246,8 +251,26 @@ def _settle_all(
         " completed_at = ? WHERE id = ?",
         failed,
     )
+    record_events(
+        conn,
+        [
+            event
+            for payment, row in zip(settled, payment_rows, strict=True)
+            for event in payment_events(
+                _SETTLED_AS[payment.status],
+                [PaymentOwners(payment, row["from_user_id"], row["to_user_id"])],
+            )
+        ],
+    )
     mark_settled(conn, {p.batch_id for p in payments if p.batch_id is not None}, stamp)
     return settled
+
+
+_SETTLED_AS = {
+    PaymentStatus.COMPLETED: EventType.PAYMENT_COMPLETED,
+    PaymentStatus.FAILED: EventType.PAYMENT_FAILED,
+    PaymentStatus.AUTHORIZED: EventType.PAYMENT_AUTHORIZED,
+}
 
 
 def _rehearse(

@@ -57,3 +57,16 @@ class BatchStatus(enum.StrEnum):
 
     PENDING = "pending"
     SETTLED = "settled"
+
+
+class EventType(enum.StrEnum):
+    """What an event says happened; the contract names every one (docs/api.md)."""
+
+    PAYMENT_CREATED = "payment.created"
+    PAYMENT_AUTHORIZED = "payment.authorized"
+    PAYMENT_COMPLETED = "payment.completed"
+    PAYMENT_FAILED = "payment.failed"
+    PAYMENT_VOIDED = "payment.voided"
+    PAYMENT_EXPIRED = "payment.expired"
+    DEPOSIT_CREATED = "deposit.created"
+    ACCOUNT_UPDATED = "account.updated"

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from shared import failures
 from shared.accounts import MAX_BALANCE, change_pending_out, find_accounts, owned_account
 from shared.clock import from_text, new_id, to_text, utcnow
+from shared.enums import EventType
 from shared.errors import (
     BalanceLimitExceeded,
     CurrencyMismatch,
@@ -16,6 +17,7 @@ from shared.errors import (
     P2PError,
     SameAccount,
 )
+from shared.events import PaymentOwners, payment_events, record_events
 from shared.idempotency import fingerprint
 from shared.pages import cursor_bound, page_of
 from shared.records import AccountState, CaptureMode, Page, Payment, PaymentStatus
@@ -95,8 +97,9 @@ def submit_transfers(conn: Connection, requests: Sequence[TransferRequest]) -> l
     returned, not raised, and writes nothing).
 
     However many requests, this is a few statements: the accounts read (the senders'
-    locked), the payments their keys made before, then every new payment in one insert
-    and the senders' ``pending_out`` in one update.
+    locked), the payments their keys made before, then every new payment in one insert,
+    the senders' ``pending_out`` in one update and the ``payment.created`` events in one
+    insert.
     """
     judged = judge_transfers(conn, requests)
     judged.record(conn)
@@ -114,8 +117,8 @@ class Judged:
     _pending_out: dict[str, int]
 
     def record(self, conn: Connection) -> None:
-        """Insert the new payments, in order, and add them to their senders'
-        ``pending_out``."""
+        """Insert the new payments, in order, add them to their senders'
+        ``pending_out``, and write their ``payment.created`` events."""
         _insert(conn, self._new)
         change_pending_out(
             conn,
@@ -124,6 +127,13 @@ class Judged:
                 for account_id, total in self._pending_out.items()
                 if total != self._accounts[account_id].pending_out
             },
+        )
+        record_events(
+            conn,
+            payment_events(
+                EventType.PAYMENT_CREATED,
+                (PaymentOwners(n.payment, n.from_user_id, n.to_user_id) for n in self._new),
+            ),
         )
 
 

@@ -217,8 +217,8 @@ def test_the_idempotency_key_is_documented_as_required_with_its_shape(client: Te
                 assert "400" in operation["responses"], (method, path)
     assert keyed == {
         ("post", "/payments/transfer"),
-        ("post", "/payments/batch"),
+        ("post", "/accounts/{account_id}/deposits"),
         ("post", "/payments/{payment_id}/capture"),
         ("post", "/payments/{payment_id}/void"),
-        ("post", "/accounts/{account_id}/deposits"),
+        ("post", "/payments/batch"),
     }
