@@ -50,10 +50,9 @@ class BatchRequest:
     idempotency_key: str
 
     def fingerprint(self) -> str:
-        """The request's meaning, for its ``Idempotency-Key``: the mode and each item's."""
-        return fingerprint(
-            atomic=self.atomic, transfers=[item.fingerprint() for item in self.transfers]
-        )
+        """The request's meaning, for its ``Idempotency-Key``: the mode and each item's,
+        in one digest."""
+        return fingerprint(atomic=self.atomic, transfers=[t.meaning() for t in self.transfers])
 
 
 @dataclass(frozen=True, slots=True)

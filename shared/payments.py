@@ -40,19 +40,23 @@ class Transfer:
     def fingerprint(self) -> str:
         """The request's meaning, for its ``Idempotency-Key``. An automatic transfer's is
         the one it had before capture existed, so a key used then replays the same."""
+        return fingerprint(**self.meaning())
+
+    def meaning(self) -> dict[str, object]:
+        """What ``fingerprint`` digests."""
         manual = (
             {"capture": self.capture.value, "hold_seconds": self.hold_seconds}
             if self.capture is CaptureMode.MANUAL
             else {}
         )
-        return fingerprint(
-            from_account_id=self.from_account_id,
-            to_account_id=self.to_account_id,
-            amount=self.amount,
-            currency=self.currency,
-            description=self.description,
+        return {
+            "from_account_id": self.from_account_id,
+            "to_account_id": self.to_account_id,
+            "amount": self.amount,
+            "currency": self.currency,
+            "description": self.description,
             **manual,
-        )
+        }
 
 
 @dataclass(frozen=True, slots=True)
