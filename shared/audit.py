@@ -1,5 +1,5 @@
-"""Audits of G2 (atomicity), G3 (conservation) and G8 (holds): all at once, or a slice at
-a time.
+"""Audits of G2 (atomicity), G3 (conservation), G8 (holds) and G10 (atomic batches): all
+at once, or a slice at a time.
 
 ``verify`` (``p2p verify``) runs every check over the whole database. ``RollingAudit``
 runs the same checks over a bounded slice per run (the next accounts, payments and
@@ -119,6 +119,18 @@ _CHECKS: tuple[tuple[Scope, str, str], ...] = (
         """,
     ),
     (
+        Scope.PAYMENTS,
+        # G10: an atomic batch's payments all fail, or none does.
+        "failed payment of an atomic batch whose other payments did not fail",
+        """
+        SELECT payments.id, count(*) || ' of its batch ' || payments.batch_id || ' did not fail'
+        FROM {payments} JOIN batches ON batches.id = payments.batch_id
+        JOIN payments AS other ON other.batch_id = payments.batch_id AND other.status <> 'failed'
+        WHERE payments.status = 'failed' AND batches.atomic
+        GROUP BY payments.seq, payments.id, payments.batch_id
+        """,
+    ),
+    (
         Scope.DEPOSITS,
         "deposit without exactly one credit of its amount",
         """
@@ -154,12 +166,12 @@ _TABLE_OF = {Scope.ACCOUNTS: "accounts", Scope.PAYMENTS: "payments", Scope.DEPOS
 
 
 def verify(db: Database) -> list[str]:
-    """Every violation of G2, G3 and G8, one line each; empty when the ledger holds."""
+    """Every violation of G2, G3, G8 and G10, one line each; empty when the ledger holds."""
     return [str(violation) for violation in audit(db)]
 
 
 def audit(db: Database) -> list[Violation]:
-    """Every violation of G2, G3 and G8 in the whole database, in one snapshot."""
+    """Every violation of G2, G3, G8 and G10 in the whole database, in one snapshot."""
     violations: list[Violation] = []
     with db.read() as conn:
         violations.extend(_run_checks(conn, _WHOLE_TABLES, {}, list(Scope)))

@@ -354,3 +354,19 @@ def test_an_atomic_batch_settles_whole_or_not_at_all(
             for status, code in expected
         ]
         assert together.balances() == before
+
+
+def test_p2p_verify_finds_an_atomic_batch_that_did_not_fail_whole(
+    db: Database, alice: Customer, bob: Customer
+) -> None:
+    """Planted behind the engine's back: a batch settled independently, then said to be
+    atomic, has one payment completed and one failed."""
+    payments = _batch(db, alice, [(bob.main.id, 600), (bob.main.id, 600)], atomic=False)
+    _settle_everything(db, group=256)
+    assert verify(db) == []
+    batch_id = payments[0].batch_id
+    db.connection().execute("UPDATE batches SET atomic = ? WHERE id = ?", (True, batch_id))
+
+    (found,) = verify(db)
+    assert found.startswith("failed payment of an atomic batch whose other payments did not fail")
+    assert payments[1].id in found
