@@ -11,12 +11,12 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from api import problems, request_context
-from api.deps import IDEMPOTENCY_KEY_SCHEMA, Services
-from api.fast_lane import TransferFastLane
+from api.deps import Services
 from api.limiter import RateLimiter
 from api.metrics import ApiMetrics
 from api.middleware import AuthenticationMiddleware, BodyMiddleware
 from api.routes import accounts, health, payments, users
+from api.schemas import REQUEST_BODIES
 from api.waiter import PaymentWaiter
 from shared.committer import GroupCommitter
 from shared.db import Database
@@ -31,14 +31,12 @@ def create_app(
     *,
     shared_limits: bool = False,
     worker_metrics: CollectorRegistry | None = None,
-    fast_lane: bool = True,
 ) -> FastAPI:
     """The API over ``db``, waking the worker through ``queue``. The caller owns both.
 
     ``shared_limits``: rate limits are kept in Redis (``p2p api``), shared by every API
     process; otherwise in this process (``p2p dev``). ``worker_metrics`` is served on
-    ``/metrics`` too (``p2p dev``: one process, one port). ``fast_lane=False`` leaves every
-    transfer to its route, as tests do to compare the two answers (``api.fast_lane``).
+    ``/metrics`` too (``p2p dev``: one process, one port).
     """
     metrics = ApiMetrics(queue, also=worker_metrics)
 
@@ -70,9 +68,7 @@ def create_app(
     for module in (users, accounts, payments, health):
         app.include_router(module.router)
     # Added last is outermost: the size limit comes before authentication, and
-    # authentication before FastAPI reads the body or the fast lane answers a transfer.
-    if fast_lane:
-        app.add_middleware(TransferFastLane)
+    # authentication before a route reads the body.
     app.add_middleware(AuthenticationMiddleware, db=db)
     app.add_middleware(BodyMiddleware, max_bytes=settings.max_body_bytes)
     # Outside all of them, and outside Starlette's own error middleware too: request ids,
@@ -89,8 +85,12 @@ def release_long_polls(app: FastAPI) -> None:
         services.waiter.release()
 
 
+_REF = "#/components/schemas/{model}"
+
+
 def _describe_truthfully(app: FastAPI, settings: Settings) -> None:
-    """Errors are problem+json, amounts are capped by the setting, auth is Bearer."""
+    """Errors are problem+json, amounts are capped by the setting, auth is Bearer; the
+    bodies ``api.body`` reads are described."""
     original = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -101,6 +101,8 @@ def _describe_truthfully(app: FastAPI, settings: Settings) -> None:
         schemas = components.setdefault("schemas", {})
         for name in ("HTTPValidationError", "ValidationError"):
             schemas.pop(name, None)
+        for model in REQUEST_BODIES:
+            schemas[model.__name__] = model.model_json_schema(ref_template=_REF)
         for name in ("DepositCreate", "TransferCreate"):
             schemas[name]["properties"]["amount"]["maximum"] = settings.max_amount
         components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
@@ -111,11 +113,6 @@ def _describe_truthfully(app: FastAPI, settings: Settings) -> None:
                 if "requestBody" in operation:
                     # Bytes that are not UTF-8 JSON are refused before any field is read.
                     operation["responses"].setdefault("400", {"description": "Bad Request"})
-                for parameter in operation.get("parameters", ()):
-                    if parameter["name"] == "Idempotency-Key":
-                        # Declared optional so that a missing key is our 400, not FastAPI's 422.
-                        parameter["required"] = True
-                        parameter["schema"] = dict(IDEMPOTENCY_KEY_SCHEMA)
                 for status, answer in operation["responses"].items():
                     if int(status) >= 400:
                         answer["content"] = {

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
+from api.body import json_of, validated
 from api.deps import CurrentUser, ServicesDep
-from api.routes._docs import problems
+from api.routes._docs import problems, takes
 from api.routes.accounts import Cursor, Limit
 from api.schemas import ApiKeyCreated, ApiKeyPublic, ListPage, UserCreate, UserCreated
 from shared import users
@@ -11,9 +12,15 @@ from shared import users
 router = APIRouter(tags=["users"])
 
 
-@router.post("/users", status_code=201, responses=problems(409, 413, 415, 422))
-async def sign_up(body: UserCreate, services: ServicesDep) -> UserCreated:
+@router.post(
+    "/users",
+    status_code=201,
+    responses=problems(409, 413, 415, 422),
+    openapi_extra=takes(UserCreate),
+)
+async def sign_up(request: Request, services: ServicesDep) -> UserCreated:
     """Sign up. The answer carries the user's API key, shown this once."""
+    body = validated(UserCreate, await json_of(request))
     user, api_key = await services.write(users.sign_up, body.name, str(body.email))
     return UserCreated(
         id=user.id, name=user.name, email=user.email, created_at=user.created_at, api_key=api_key
