@@ -16,6 +16,7 @@ from api.deps import (
     services_of,
 )
 from api.routes._docs import problems, rate_limited, takes
+from api.routes._lean import LeanRoute
 from api.schemas import (
     AccountCreate,
     AccountPublic,
@@ -81,14 +82,7 @@ async def update_account(
     return AccountPublic.model_validate(account)
 
 
-@router.post(
-    "/accounts/{account_id}/deposits",
-    status_code=201,
-    response_model=DepositPublic,
-    responses=problems(400, 404, 409, 413, 415, 422) | rate_limited(201),
-    openapi_extra=takes(DepositCreate, idempotent=True),
-)
-async def deposit(account_id: str, request: Request) -> Response:
+async def deposit(request: Request, account_id: str) -> Response:
     """Money in from outside, applied at once. Idempotent by `Idempotency-Key`.
 
     Rate-limited per API key (`429`); a replay counts too.
@@ -113,6 +107,18 @@ async def deposit(account_id: str, request: Request) -> Response:
         logs.bind(idempotent_replayed="true")
         headers["Idempotent-Replayed"] = "true"
     return answer(DepositPublic.model_validate(made), 201, headers)
+
+
+router.add_api_route(
+    "/accounts/{account_id}/deposits",
+    deposit,
+    methods=["POST"],
+    route_class_override=LeanRoute,
+    status_code=201,
+    response_model=DepositPublic,
+    responses=problems(400, 404, 409, 413, 415, 422) | rate_limited(201),
+    openapi_extra=takes(DepositCreate, idempotent=True),
+)
 
 
 @router.get("/accounts/{account_id}/ledger", responses=problems(404, 422))

@@ -17,6 +17,7 @@ from api.deps import (
     services_of,
 )
 from api.routes._docs import problems, rate_limited, takes
+from api.routes._lean import LeanRoute
 from api.routes.accounts import Cursor, Limit
 from api.schemas import ListPage, PaymentPublic, TransferCreate
 from shared import logs, payments
@@ -27,13 +28,6 @@ router = APIRouter(tags=["payments"], responses=problems(401))
 TRANSFER_PATH = "/payments/transfer"
 
 
-@router.post(
-    TRANSFER_PATH,
-    status_code=202,
-    response_model=PaymentPublic,
-    responses=problems(400, 404, 413, 415, 422) | rate_limited(202),
-    openapi_extra=takes(TransferCreate, idempotent=True),
-)
 async def transfer(request: Request) -> Response:
     """Accept a transfer: recorded `pending`, settled by the worker; poll `Location`.
 
@@ -68,6 +62,18 @@ async def transfer(request: Request) -> Response:
     else:
         services.metrics.payments_accepted.inc()
     return answer(PaymentPublic.model_validate(payment), 202, headers)
+
+
+router.add_api_route(
+    TRANSFER_PATH,
+    transfer,
+    methods=["POST"],
+    route_class_override=LeanRoute,
+    status_code=202,
+    response_model=PaymentPublic,
+    responses=problems(400, 404, 413, 415, 422) | rate_limited(202),
+    openapi_extra=takes(TransferCreate, idempotent=True),
+)
 
 
 @router.get("/payments/{payment_id}", responses=problems(404, 422))
