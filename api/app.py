@@ -8,13 +8,14 @@ from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 
 from api import problems, request_context
 from api.deps import Services
 from api.limiter import RateLimiter
 from api.metrics import ApiMetrics
-from api.middleware import AuthenticationMiddleware, BodyMiddleware
+from api.middleware import DOCS_ASSETS, AuthenticationMiddleware, BodyMiddleware
 from api.routes import accounts, health, payments, users
 from api.schemas import REQUEST_BODIES
 from api.waiter import PaymentWaiter
@@ -57,7 +58,11 @@ def create_app(
             if limiter is not None:
                 await limiter.aclose()
 
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI's and ReDoc's files from the installed
+    # fastapi-offline package: they work where nothing outside can be reached.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},
         title="P2P payment processor",
         version="1.0.0",
         description="Submit a transfer, get `202` and a payment id, poll until it settles.",
@@ -65,7 +70,7 @@ def create_app(
         redirect_slashes=False,
     )
     problems.install(app)
-    for module in (users, accounts, payments, health):
+    for module in (payments, accounts, users, health):
         app.include_router(module.router)
     # Added last is outermost: the size limit comes before authentication, and
     # authentication before a route reads the body.

@@ -15,8 +15,19 @@ from shared.db import Database
 from shared.records import User
 from shared.users import authenticate, key_id_of
 
+DOCS_ASSETS = "/docs/assets"
+"""Where the files of ``/docs`` and ``/redoc`` are served."""
 PUBLIC_PATHS = frozenset(
-    {"/users", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"}
+    {
+        "/users",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+    }
 )
 
 
@@ -91,7 +102,8 @@ class AuthenticationMiddleware:
         self.db = db
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or path in PUBLIC_PATHS or path.startswith(DOCS_ASSETS + "/"):
             await self.app(scope, receive, send)
             return
         token = _bearer_token(scope)
