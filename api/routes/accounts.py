@@ -109,14 +109,14 @@ async def deposit(request: Request, account_id: str) -> Response:
     return answer(DepositPublic.model_validate(made), 201, headers)
 
 
-router.add_api_route(
+deposit_route = LeanRoute(
     "/accounts/{account_id}/deposits",
     deposit,
     methods=["POST"],
-    route_class_override=LeanRoute,
+    tags=["accounts"],
     status_code=201,
     response_model=DepositPublic,
-    responses=problems(400, 404, 409, 413, 415, 422) | rate_limited(201),
+    responses=problems(400, 401, 404, 409, 413, 415, 422) | rate_limited(201),
     openapi_extra=takes(DepositCreate, idempotent=True),
 )
 

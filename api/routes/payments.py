@@ -64,14 +64,14 @@ async def transfer(request: Request) -> Response:
     return answer(PaymentPublic.model_validate(payment), 202, headers)
 
 
-router.add_api_route(
+transfer_route = LeanRoute(
     TRANSFER_PATH,
     transfer,
     methods=["POST"],
-    route_class_override=LeanRoute,
+    tags=["payments"],
     status_code=202,
     response_model=PaymentPublic,
-    responses=problems(400, 404, 413, 415, 422) | rate_limited(202),
+    responses=problems(400, 401, 404, 413, 415, 422) | rate_limited(202),
     openapi_extra=takes(TransferCreate, idempotent=True),
 )
 

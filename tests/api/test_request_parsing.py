@@ -13,8 +13,8 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from api.body import MAX_MEMBERS
-from api.routes import accounts, health, payments, users
 from api.problems import MAX_ERRORS
+from api.routes import accounts, health, payments, users
 from shared.db import Database
 from tests.api.support import (
     Caller,
