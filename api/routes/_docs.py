@@ -56,7 +56,10 @@ def takes(model: type[BaseModel], *, idempotent: bool = False) -> dict[str, Any]
                 "name": "Idempotency-Key",
                 "in": "header",
                 "required": True,
-                "description": "1-255 printable ASCII characters, unique per request.",
+                "description": (
+                    "1-255 printable ASCII characters, unique per request, sent once;"
+                    " spaces or tabs around it are not part of it."
+                ),
                 "schema": dict(IDEMPOTENCY_KEY_SCHEMA),
             }
         ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import json
 import uuid
+from collections.abc import Callable
 
 import httpx2
 import pytest
@@ -138,6 +139,7 @@ def test_a_key_given_twice_in_any_body_is_refused(client: TestClient, db: Databa
     assert recorded(db) == before
 
 
+Encode = Callable[[str], bytes]
 ENCODINGS = [
     pytest.param(lambda text: codecs.BOM_UTF8 + text.encode(), id="utf8_bom"),
     pytest.param(lambda text: text.encode("utf-16"), id="utf16_bom"),
@@ -151,10 +153,9 @@ ENCODINGS = [
 @pytest.mark.parametrize("encode", ENCODINGS)
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_money_body_that_is_not_plain_utf8_is_refused(
-    client: TestClient, db: Database, ada: Caller, kind: str, encode: object
+    client: TestClient, db: Database, ada: Caller, kind: str, encode: Encode
 ) -> None:
     """#16 row 11: UTF-16 bodies and a UTF-8 byte order mark were accepted."""
-    assert callable(encode)
     path, body = _target(client, ada, kind)
     before = recorded(db)
 
@@ -171,9 +172,8 @@ def test_a_money_body_that_is_not_plain_utf8_is_refused(
 
 @pytest.mark.parametrize("encode", ENCODINGS)
 def test_a_sign_up_that_is_not_plain_utf8_is_refused(
-    client: TestClient, db: Database, encode: object
+    client: TestClient, db: Database, encode: Encode
 ) -> None:
-    assert callable(encode)
     before = recorded(db)
 
     response = _post(client, "/users", encode('{"name": "Ada", "email": "a@example.com"}'), [])
