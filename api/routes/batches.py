@@ -4,10 +4,13 @@ caller who submitted them."""
 from __future__ import annotations
 
 import anyio.to_thread
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request
+from starlette.responses import Response
 
-from api.deps import CurrentUser, IdempotencyKey, RateLimited, ServicesDep
-from api.routes._docs import check_amount, problems, rate_limited
+from api.answers import answer
+from api.body import check_amount, json_of, validated
+from api.deps import CurrentUser, ServicesDep, idempotency_key, rate_limit
+from api.routes._docs import problems, rate_limited, takes
 from api.routes.accounts import Cursor, Limit
 from api.schemas import BatchAccepted, BatchCreate, BatchPublic, ListPage, PaymentPublic
 from shared import batches, logs
@@ -18,44 +21,41 @@ router = APIRouter(tags=["batches"], responses=problems(401))
 @router.post(
     "/payments/batch",
     status_code=202,
+    response_model=BatchAccepted,
     responses=problems(400, 404, 413, 415, 422) | rate_limited(202),
-    dependencies=[RateLimited],
+    openapi_extra=takes(BatchCreate, idempotent=True),
 )
-async def submit_batch(
-    body: BatchCreate,
-    user: CurrentUser,
-    key: IdempotencyKey,
-    services: ServicesDep,
-    response: Response,
-) -> BatchAccepted:
+async def submit_batch(request: Request, user: CurrentUser, services: ServicesDep) -> Response:
     """Accept 1 to 1,000 transfers at once: recorded `pending` in one transaction, settled
     by the worker in the batch's order; poll `Location`.
 
     Each item is checked as `POST /payments/transfer` checks it; one refused item
     refuses the whole batch with that item's problem, its `errors[].loc` naming the item,
     and records nothing. Idempotent by `Idempotency-Key`, scoped to the caller.
+    Rate-limited per user (`429`) as one request.
     """
+    data = await json_of(request)
+    headers = await rate_limit(request, services)
+    key = idempotency_key(request)
+    body = validated(BatchCreate, data)
     for index, item in enumerate(body.transfers):
-        check_amount(item.amount, services.settings.max_amount, ("body", "transfers", index))
+        check_amount(item.amount, services.settings.max_amount, ("transfers", index))
     hold_seconds = services.settings.hold_seconds
-    request = batches.BatchRequest(
-        user.id,
-        body.atomic,
-        [item.to_transfer(hold_seconds) for item in body.transfers],
-        key,
+    transfers = [item.to_transfer(hold_seconds) for item in body.transfers]
+    accepted, replayed = await services.write(
+        batches.submit_batch, batches.BatchRequest(user.id, body.atomic, transfers, key)
     )
-    accepted, replayed = await services.write(batches.submit_batch, request)
     logs.bind(batch_id=accepted.batch.id)
-    response.headers["Location"] = f"/batches/{accepted.batch.id}"
+    headers["Location"] = f"/batches/{accepted.batch.id}"
     if replayed:
         logs.bind(idempotent_replayed="true")
-        response.headers["Idempotent-Replayed"] = "true"
+        headers["Idempotent-Replayed"] = "true"
     else:
         services.metrics.payments_accepted.inc(len(accepted.payments))
         # One message for the whole batch: it names the last payment, and the worker
         # settles the oldest payments in groups until that one is settled.
         services.queue.send(accepted.payments[-1].id)
-    return BatchAccepted.of(accepted.batch, accepted.payments)
+    return answer(BatchAccepted.of(accepted.batch, accepted.payments), 202, headers)
 
 
 @router.get("/batches/{batch_id}", responses=problems(404))
