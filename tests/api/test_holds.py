@@ -421,3 +421,21 @@ def test_the_routes_are_in_the_openapi_document(client: TestClient) -> None:
         assert {"200", "404", "409", "422"} <= set(operation["responses"])
     transfer_schema = client.get("/openapi.json").json()["components"]["schemas"]["TransferCreate"]
     assert {"capture", "hold_seconds"} <= set(transfer_schema["properties"])
+
+
+@pytest.mark.parametrize(
+    "settings", [{"rate_limit_per_s": 0.01, "rate_limit_burst": 2}], indirect=True, ids=["2/200s"]
+)
+def test_captures_and_voids_count_against_the_callers_rate_limit(
+    client: TestClient, db: Database, bob: Caller
+) -> None:
+    before = _state(db)
+    for action in ("capture", "void"):  # the limit comes before the payment is looked up
+        response = client.post(f"/payments/pay_nope/{action}", headers=bob.keyed(new_key()))
+        assert_problem(response, 404, "not_found")
+
+    limited = client.post("/payments/pay_nope/capture", headers=bob.keyed(new_key()))
+
+    assert_problem(limited, 429, "rate_limited")
+    assert "Retry-After" in limited.headers
+    assert _state(db) == before

@@ -225,6 +225,8 @@ def test_the_429_and_the_fields_are_documented_on_the_limited_routes(client: Tes
         ("/payments/transfer", "post"),
         ("/accounts/{account_id}/deposits", "post"),
         ("/users", "post"),
+        ("/payments/{payment_id}/capture", "post"),
+        ("/payments/{payment_id}/void", "post"),
     }
 
     for path, item in document["paths"].items():
