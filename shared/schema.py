@@ -27,7 +27,15 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from shared.enums import AccountStatus, Direction, EventType, FailureCode, PaymentStatus
+from shared.enums import (
+    AccountStatus,
+    DeliveryStatus,
+    Direction,
+    EventType,
+    FailureCode,
+    PaymentStatus,
+    WebhookEndpointStatus,
+)
 
 _WIDTH = 88
 """Where a rendered line wraps (the width the scripts were first written to)."""
@@ -442,6 +450,60 @@ def _events(seq: str) -> str:
     """
 
 
+# 7: webhooks (shared.webhooks): a user's endpoints, and one delivery per endpoint and
+# event, written in the event's transaction (shared.webhook_outbox). A delivery is
+# ``pending`` exactly while it has a next attempt; the worker's sweep finds due ones by
+# ``webhook_deliveries_due``. An endpoint keeps its secret as issued (HMAC needs it) and,
+# for a while after a rotation, the one before. Deliveries go with their endpoint, and
+# with their event when the event is pruned.
+def _webhooks(e: _Engine) -> str:
+    endpoint_statuses = _check_in("status", WebhookEndpointStatus, at=12)
+    delivery_statuses = _check_in("status", DeliveryStatus, at=12)
+    return f"""
+    CREATE TABLE webhook_endpoints (
+        seq {e.seq},
+        id TEXT NOT NULL UNIQUE,
+        user_id TEXT NOT NULL REFERENCES users (id),
+        url TEXT NOT NULL CHECK (length(url) <= 2048),
+        description TEXT,
+        -- A JSON array of event types; NULL: every type, those added later too.
+        event_types TEXT,
+        status TEXT NOT NULL DEFAULT {_quoted(WebhookEndpointStatus.ENABLED)}
+            {endpoint_statuses},
+        secret TEXT NOT NULL,
+        previous_secret TEXT,
+        previous_secret_until TEXT,
+        -- The first failed attempt since the last success: what disables it in time.
+        failing_since TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        CHECK ((previous_secret IS NULL) = (previous_secret_until IS NULL))
+    );
+    CREATE INDEX webhook_endpoints_user ON webhook_endpoints (user_id, seq);
+
+    CREATE TABLE webhook_deliveries (
+        seq {e.seq},
+        id TEXT NOT NULL UNIQUE,
+        endpoint_id TEXT NOT NULL REFERENCES webhook_endpoints (id) ON DELETE CASCADE,
+        event_id TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+        event_type TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT {_quoted(DeliveryStatus.PENDING)}
+            {delivery_statuses},
+        {e.money("attempts", ">= 0", default=0)},
+        next_attempt_at TEXT,
+        last_attempt_at TEXT,
+        last_status_code INTEGER,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        UNIQUE (event_id, endpoint_id),
+        CHECK ((status = 'pending') = (next_attempt_at IS NOT NULL))
+    );
+    CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, seq);
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
+        WHERE status = 'pending';
+    """
+
+
 SQLITE_MIGRATIONS: tuple[str, ...] = (
     _tables(_SQLITE) + _SQLITE_TRIGGERS_1,
     _API_KEYS_BY_USER_AND_SEQ,
@@ -449,6 +511,7 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     _SQLITE_PAIRING,
     _API_KEYS_SIGNING,
     _events("INTEGER PRIMARY KEY AUTOINCREMENT"),
+    _webhooks(_SQLITE),
 )
 """SQLite's migrations; the version is kept in ``PRAGMA user_version``."""
 
@@ -459,5 +522,6 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     _POSTGRES_PAIRING,
     _API_KEYS_SIGNING,
     _events(_POSTGRES.seq),
+    _webhooks(_POSTGRES),
 )
 """PostgreSQL's migrations; the version is kept in the ``schema_version`` table."""

@@ -30,7 +30,17 @@ from shared.store.sqlite import SQLiteDatabase
 
 BACKENDS = ("sqlite", "postgresql")
 # Children before parents.
-_TABLES = ("events", "ledger_entries", "payments", "deposits", "accounts", "api_keys", "users")
+_TABLES = (
+    "webhook_deliveries",
+    "webhook_endpoints",
+    "events",
+    "ledger_entries",
+    "payments",
+    "deposits",
+    "accounts",
+    "api_keys",
+    "users",
+)
 E2E_DIR = Path(__file__).parent / "e2e"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 

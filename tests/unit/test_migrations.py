@@ -78,7 +78,7 @@ def test_migrate_brings_a_blank_database_to_the_latest_version(blank: Database) 
 
 def test_both_backends_have_the_same_schema_versions() -> None:
 
-    assert len(SQLITE.migrations) == len(POSTGRES.migrations) == 6
+    assert len(SQLITE.migrations) == len(POSTGRES.migrations) == 7
 
 
 def _deposit_as_version_1(db: Database, account: Account, amount: int) -> None:
@@ -111,8 +111,8 @@ def test_p2p_migrate_upgrades_a_first_version_database_in_place(
 
     out = _p2p_migrate(monkeypatch, capsys, blank_database_url)
 
-    assert "schema version 1 -> 6" in out
-    assert blank.schema_version() == 6
+    assert "schema version 1 -> 7" in out
+    assert blank.schema_version() == 7
     assert snapshot(blank) == before
     assert "api_keys_user" not in _indexes(blank)
     assert "api_keys_user_seq" in _indexes(blank)
