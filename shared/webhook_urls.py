@@ -109,8 +109,8 @@ def refusal(address: Address) -> str | None:
         ("unspecified", address.is_unspecified),
         ("link-local", address.is_link_local),
         ("multicast", address.is_multicast),
-        ("private", address.is_private),
         ("reserved", address.is_reserved),
+        ("private", address.is_private),
         # Shared (100.64/10), documentation, 6to4 and the like: nobody's public host.
         ("not global", not address.is_global),
     ):
