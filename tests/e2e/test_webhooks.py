@@ -5,19 +5,23 @@ Standard Webhooks reference library."""
 from __future__ import annotations
 
 import json
+import re
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
 import standardwebhooks
 
 from tests.conftest import RedisServer
-from tests.e2e.harness import ApiClient, Customer, Stack, poll, transfer
+from tests.e2e.harness import ApiClient, Customer, Stack, free_port, poll, transfer
 from tests.webhook_receiver import Receiver, receiving
 
 pytestmark = pytest.mark.postgresql  # runs on SQLite and on PostgreSQL
 
 DEPOSITS = 30
 RECOVERY_TIMEOUT_S = 60.0
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _webhook_settings(stack: Stack) -> None:
@@ -98,24 +102,34 @@ def _rows(stack: Stack, query: str) -> list[tuple[str]]:
         return [tuple(row) for row in conn.execute(query).fetchall()]
 
 
-def test_p2p_dev_delivers_payment_completed_to_a_local_receiver(dev_stack: Stack) -> None:
+def _documented_receiver() -> str:
+    """The receiver of docs/api.md, as written."""
+    text = (ROOT / "docs" / "api.md").read_text()
+    section = text.split("\n### A receiver\n", 1)[1].split("\n### ", 1)[0]
+    code: str = re.findall(r"```python\n(.*?)```", section, re.DOTALL)[0]
+    return code
+
+
+def test_the_documented_receiver_prints_payment_completed_from_p2p_dev(
+    dev_stack: Stack, tmp_path: Path
+) -> None:
     """What docs/api.md tells a newcomer to do with ``make run``."""
     dev_stack.overrides.update(P2P_WEBHOOK_ALLOW_HTTP="true", P2P_WEBHOOK_ALLOW_PRIVATE="true")
     dev = dev_stack.start_dev()
-    with receiving() as receiver, ApiClient(dev.url) as client:
+    port = free_port()
+    with ApiClient(dev.url) as client:
         sender, payee = client.customer(deposit=1_000), client.customer()
         response = httpx.post(
             f"{dev.url}/webhook-endpoints",
-            json={"url": receiver.url, "event_types": ["payment.completed"]},
+            json={"url": f"http://127.0.0.1:{port}/hooks", "event_types": ["payment.completed"]},
             headers=sender.headers,
         )
         assert response.status_code == 201, response.text
-        secret = response.json()["secret"]
+        script = tmp_path / "receiver.py"
+        script.write_text(_documented_receiver())
+        dev_stack.overrides.update(WEBHOOK_SECRET=response.json()["secret"], PORT=str(port))
+        receiver = dev_stack.start("receiver", [sys.executable, str(script)])
+
         payment = client.accepted(transfer(sender, payee, 250))
 
-        [received] = receiver.wait_for(1)
-
-    event = standardwebhooks.Webhook(secret).verify(received.body, received.headers)
-    assert event["type"] == "payment.completed"
-    assert event["data"]["object"]["id"] == payment["id"]
-    assert event["data"]["object"]["status"] == "completed"
+        receiver.wait_for_output(f"payment.completed {payment['id']}", timeout=RECOVERY_TIMEOUT_S)
