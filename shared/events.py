@@ -88,9 +88,11 @@ def record_events(conn: Connection, events: Sequence[NewEvent]) -> list[str]:
         )
     webhook_outbox.write_deliveries(conn, deliveries, created_at)
     _WRITTEN.add(event.type for event in events)
-    if log.isEnabledFor(logging.INFO):
+    # DEBUG: a line per event would double a settle group's work inside its transaction;
+    # operators follow events by the deliveries' lines, which carry event_id too.
+    if log.isEnabledFor(logging.DEBUG):
         for (event_id, user_id, event_type, _, _), event in zip(written, events, strict=True):
-            log.info(
+            log.debug(
                 "event recorded",
                 extra={
                     "event_id": event_id,
