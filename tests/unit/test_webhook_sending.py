@@ -14,6 +14,7 @@ import pytest
 
 from shared import accounts, webhooks
 from shared.enums import EventType
+from shared.event_feed import prune_events
 from shared.settings import Settings
 from shared.store import Database
 from shared.webhook_attempts import Claimed, claim_due, start_attempt
@@ -293,3 +294,17 @@ def test_a_delivery_connects_to_the_address_it_checked_and_names_the_host_it_was
     assert received.headers["Host"] == f"receiver.test:{receiver.port}"
     assert lookups == ["receiver.test"]
     assert deliveries_of(db, endpoint.id)[0].status == "succeeded"
+
+
+def test_pruning_an_event_takes_its_deliveries_with_it(
+    db: Database, alice: Customer, receiver: Receiver
+) -> None:
+    subscribe(db, alice, receiver.url)
+    fund(db, alice.main, 5)
+    assert count_rows(db, "webhook_deliveries") == 1
+
+    pruned = prune_events(db, older_than=timedelta(seconds=-60))
+
+    assert pruned > 0
+    assert count_rows(db, "events") == 0
+    assert count_rows(db, "webhook_deliveries") == 0
