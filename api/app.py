@@ -8,15 +8,17 @@ from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 
 from api import problems, request_context
-from api.deps import IDEMPOTENCY_KEY_SCHEMA, Services
-from api.fast_lane import TransferFastLane
+from api.deps import Services
 from api.limiter import RateLimiter
 from api.metrics import ApiMetrics
-from api.middleware import AuthenticationMiddleware, BodyMiddleware
+from api.middleware import DOCS_ASSETS, AuthenticationMiddleware, BodyMiddleware
 from api.routes import accounts, events, health, payments, users, webhooks
+from api.routes._lean import LeanDispatch
+from api.schemas import REQUEST_BODIES
 from api.waiter import Waiter
 from jobs.producer import SettlementQueue
 from shared.committer import GroupCommitter
@@ -31,15 +33,13 @@ def create_app(
     *,
     shared_limits: bool = False,
     worker_metrics: CollectorRegistry | None = None,
-    fast_lane: bool = True,
 ) -> FastAPI:
     """The API over ``db``, waking the worker through ``queue``. The caller owns both.
 
     ``shared_limits``: rate limits (per user, and sign-ups per client address) are kept
     in Redis (``p2p api``), shared by every API
     process; otherwise in this process (``p2p dev``). ``worker_metrics`` is served on
-    ``/metrics`` too (``p2p dev``: one process, one port). ``fast_lane=False`` leaves every
-    transfer to its route, as tests do to compare the two answers (``api.fast_lane``).
+    ``/metrics`` too (``p2p dev``: one process, one port).
     """
     metrics = ApiMetrics(queue, also=worker_metrics)
 
@@ -64,7 +64,11 @@ def create_app(
                 if one is not None:
                     await one.aclose()
 
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI's and ReDoc's files from the installed
+    # fastapi-offline package: they work where nothing outside can be reached.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},
         title="P2P payment processor",
         version="1.0.0",
         description="Submit a transfer, get `202` and a payment id, poll until it settles.",
@@ -74,10 +78,15 @@ def create_app(
     problems.install(app)
     for module in (users, accounts, payments, events, webhooks, health):
         app.include_router(module.router)
+    # Straight on the app's router, and first: Starlette tries routes in order, and
+    # finding a route through an included router costs a submit more than its write.
+    app.router.routes[:0] = [payments.transfer_route, accounts.deposit_route]
     # Added last is outermost: the size limit comes before authentication, and
-    # authentication before FastAPI reads the body or the fast lane answers a transfer.
-    if fast_lane:
-        app.add_middleware(TransferFastLane)
+    # authentication before a route reads the body. Innermost, so that no middleware of
+    # ours is passed by: transfers found without FastAPI's routing (api.routes._lean).
+    app.add_middleware(
+        LeanDispatch, routes=[payments.transfer_route], handlers=app.exception_handlers
+    )
     app.add_middleware(AuthenticationMiddleware, db=db)
     app.add_middleware(BodyMiddleware, max_bytes=settings.max_body_bytes)
     # Outside all of them, and outside Starlette's own error middleware too: request ids,
@@ -94,8 +103,12 @@ def release_long_polls(app: FastAPI) -> None:
         services.waiter.release()
 
 
+_REF = "#/components/schemas/{model}"
+
+
 def _describe_truthfully(app: FastAPI, settings: Settings) -> None:
-    """Errors are problem+json, amounts are capped by the setting, auth is Bearer."""
+    """Errors are problem+json, amounts are capped by the setting, auth is Bearer; the
+    bodies ``api.body`` reads are described."""
     original = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -106,6 +119,8 @@ def _describe_truthfully(app: FastAPI, settings: Settings) -> None:
         schemas = components.setdefault("schemas", {})
         for name in ("HTTPValidationError", "ValidationError"):
             schemas.pop(name, None)
+        for model in REQUEST_BODIES:
+            schemas[model.__name__] = model.model_json_schema(ref_template=_REF)
         for name in ("DepositCreate", "TransferCreate"):
             schemas[name]["properties"]["amount"]["maximum"] = settings.max_amount
         components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
@@ -116,11 +131,6 @@ def _describe_truthfully(app: FastAPI, settings: Settings) -> None:
                 if "requestBody" in operation:
                     # Bytes that are not UTF-8 JSON are refused before any field is read.
                     operation["responses"].setdefault("400", {"description": "Bad Request"})
-                for parameter in operation.get("parameters", ()):
-                    if parameter["name"] == "Idempotency-Key":
-                        # Declared optional so that a missing key is our 400, not FastAPI's 422.
-                        parameter["required"] = True
-                        parameter["schema"] = dict(IDEMPOTENCY_KEY_SCHEMA)
                 for status, answer in operation["responses"].items():
                     if int(status) >= 400:
                         answer["content"] = {

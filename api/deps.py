@@ -1,4 +1,8 @@
-"""What routes ask for: the app's services, the caller, the Idempotency-Key, the rate limit."""
+"""What routes ask for: the app's services, the caller, the Idempotency-Key, the rate limit.
+
+Each is a plain function of the request, written once; ``ServicesDep`` and ``CurrentUser``
+hand the first two to routes as FastAPI dependencies.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 
-from fastapi import Depends, Header, Request, Response
+from fastapi import Depends, Request
 
 from api.limiter import RateLimiter, rate_limit_headers
 from api.metrics import ApiMetrics
@@ -19,9 +23,9 @@ from shared.records import User
 from shared.settings import Settings
 from shared.store import Connection, Database
 
-_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
-# What /openapi.json promises a client: HTTP trims spaces around a header value, so a key
-# that starts or ends with one would not arrive as sent.
+_IDEMPOTENCY_KEY = re.compile(rb"[\x20-\x7e]{1,255}")
+# What /openapi.json promises a client: whitespace around a header value is not part of
+# it, so a key that starts or ends with a space would not arrive as sent.
 IDEMPOTENCY_KEY_SCHEMA: dict[str, Any] = {
     "type": "string",
     "minLength": 1,
@@ -61,48 +65,71 @@ class Services:
         return await self.writer.submit_batched_async(many, item, then=then)
 
 
-async def _services(request: Request) -> Services:
+def services_of(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-async def _current_user(request: Request) -> User:
+def caller_of(request: Request) -> User:
+    """The user ``AuthenticationMiddleware`` found for the request.
+
+    Raises:
+        ApiProblem: ``401``, a public path reached a route that needs a caller.
+    """
     user: User | None = request.scope.get("state", {}).get("user")
     if user is None:
         raise unauthorized()
     return user
 
 
-async def _idempotency_key(
-    key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            description="Required: 1-255 printable ASCII characters, unique per request.",
-        ),
-    ] = None,
-) -> str:
-    if key is None:
+async def _services(request: Request) -> Services:
+    return services_of(request)
+
+
+async def _current_user(request: Request) -> User:
+    return caller_of(request)
+
+
+def idempotency_key(request: Request) -> str:
+    """The request's ``Idempotency-Key``, without the optional whitespace (SP, HTAB) that
+    HTTP allows around a field value and a proxy may add or trim (RFC 9110, 5.5): ``k``,
+    `` k`` and ``k\t`` are one key.
+
+    A comma is one of the key's printable characters, so ``k1, k2`` is one key; two
+    ``Idempotency-Key`` lines are refused, as nothing says which of them the client meant.
+
+    Raises:
+        ApiProblem: ``400 idempotency_key_missing``; ``400 idempotency_key_invalid``, the
+            header is repeated, or its value is not 1 to 255 printable ASCII characters.
+    """
+    values = [value for name, value in request.scope["headers"] if name == b"idempotency-key"]
+    if not values:
         raise ApiProblem(400, "idempotency_key_missing", "the Idempotency-Key header is required")
-    if not valid_idempotency_key(key):
+    if len(values) > 1:
+        raise ApiProblem(
+            400, "idempotency_key_invalid", "the Idempotency-Key header is given more than once"
+        )
+    key = bytes(values[0]).strip(b" \t")
+    if _IDEMPOTENCY_KEY.fullmatch(key) is None:
         raise ApiProblem(
             400,
             "idempotency_key_invalid",
             "the Idempotency-Key must be 1 to 255 printable ASCII characters",
         )
-    return key
+    return key.decode("ascii")
 
 
-def valid_idempotency_key(key: str) -> bool:
-    return _IDEMPOTENCY_KEY.fullmatch(key) is not None
-
-
-async def _rate_limit(request: Request, response: Response) -> None:
+async def rate_limit(request: Request, services: Services) -> dict[str, str]:
     """Counts the request against its user's limit (all of the user's API keys share
-    one), before anything is written."""
-    limiter = (await _services(request)).limiter
+    one), before anything is written; the ``RateLimit`` fields of the answer (none when
+    limits are off).
+
+    Raises:
+        ApiProblem: ``429 rate_limited``, with ``Retry-After``.
+    """
+    limiter = services.limiter
     if limiter is None:
-        return
+        return {}
     user: User | None = request.scope.get("state", {}).get("user")
     if user is None:
         raise unauthorized()
@@ -115,11 +142,8 @@ async def _rate_limit(request: Request, response: Response) -> None:
             f"too many requests from this user: retry after {headers['Retry-After']} s",
             headers,
         )
-    response.headers.update(headers)
+    return headers
 
 
 ServicesDep = Annotated[Services, Depends(_services)]
 CurrentUser = Annotated[User, Depends(_current_user)]
-IdempotencyKey = Annotated[str, Depends(_idempotency_key)]
-RateLimited = Depends(_rate_limit)
-"""For ``dependencies=[RateLimited]``: route dependencies run before the parameters'."""

@@ -12,15 +12,26 @@ import urllib.parse
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.problems import KEY_REQUIRED, problem, status_of
+from api.problems import KEY_REQUIRED, problem, problem_of
 from shared import logs
 from shared.errors import SignatureInvalid
 from shared.signatures import SignedRequest, verify_request
 from shared.store import Database
 from shared.users import KeyHolder, authenticate_key
 
+DOCS_ASSETS = "/docs/assets"
+"""Where the files of ``/docs`` and ``/redoc`` are served."""
 PUBLIC_PATHS = frozenset(
-    {"/users", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"}
+    {
+        "/users",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+    }
 )
 
 
@@ -97,7 +108,8 @@ class AuthenticationMiddleware:
         self.db = db
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or path in PUBLIC_PATHS or path.startswith(DOCS_ASSETS + "/"):
             await self.app(scope, receive, send)
             return
         token = _bearer_token(scope)
@@ -118,7 +130,7 @@ class AuthenticationMiddleware:
                     now=time.time(),
                 )
             except SignatureInvalid as error:
-                await problem(status_of(error), error.code, error.detail)(scope, receive, send)
+                await problem_of(error)(scope, receive, send)
                 return
         state = scope.setdefault("state", {})
         state["user"] = holder.user

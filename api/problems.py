@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -18,8 +18,13 @@ from shared import errors
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+MAX_ERRORS = 20
+"""Errors a validation problem lists at most."""
 
+# Any other P2PError is a 400. Starlette's exception middleware finds the handler of the
+# nearest class in an error's MRO, so a subclass of one of these answers its status.
 _STATUS: dict[type[errors.P2PError], int] = {
+    errors.P2PError: 400,
     errors.SignatureInvalid: 401,
     errors.NotFound: 404,
     errors.EmailTaken: 409,
@@ -88,20 +93,18 @@ def problem(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
-def status_of(error: errors.P2PError) -> int:
-    for cls in type(error).__mro__:
-        if cls in _STATUS:
-            return _STATUS[cls]
-    return 400
-
-
 def validation_problem(errs: Sequence[Any]) -> JSONResponse:
-    items = [([str(part) for part in e.get("loc", ())], str(e.get("msg", ""))) for e in errs]
+    """``422`` naming the first ``MAX_ERRORS`` errors: the answer to a bad body stays
+    about as small as the body's own fields."""
+    items = [
+        ([str(part) for part in e.get("loc", ())], str(e.get("msg", ""))) for e in errs[:MAX_ERRORS]
+    ]
     where, msg = items[0] if items else ([], "invalid request")
+    more = f" (and {len(errs) - MAX_ERRORS} more errors)" if len(errs) > MAX_ERRORS else ""
     return problem(
         422,
         "validation_error",
-        f"{'.'.join(where)}: {msg}" if where else msg,
+        f"{'.'.join(where)}: {msg}{more}" if where else msg,
         errors=[{"loc": loc, "msg": text} for loc, text in items],
     )
 
@@ -133,12 +136,21 @@ def _template(path: str) -> re.Pattern[str]:
     )
 
 
+def problem_of(error: errors.P2PError) -> JSONResponse:
+    """The answer to a domain error met outside the app's exception handlers (in a
+    middleware): its own class's status in the one mapping above."""
+    return problem(_STATUS[type(error)], error.code, error.detail)
+
+
 def install(app: FastAPI) -> None:
     """Answer every error as a problem: ours, FastAPI's and Starlette's."""
 
-    async def on_domain_error(request: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, errors.P2PError)
-        return problem(status_of(error), error.code, error.detail)
+    def on_domain_error(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+        async def answer(request: Request, error: Exception) -> JSONResponse:
+            assert isinstance(error, errors.P2PError)
+            return problem(status, error.code, error.detail)
+
+        return answer
 
     async def on_api_problem(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, ApiProblem)
@@ -169,7 +181,8 @@ def install(app: FastAPI) -> None:
             "the server failed; retrying with the same Idempotency-Key is safe",
         )
 
-    app.add_exception_handler(errors.P2PError, on_domain_error)
+    for cls, status in _STATUS.items():
+        app.add_exception_handler(cls, on_domain_error(status))
     app.add_exception_handler(ApiProblem, on_api_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

@@ -314,3 +314,16 @@ class WebhookDeliveryPublic(_Out):
         description="Why the last attempt failed, with at most 1 KiB of the answer."
     )
     created_at: datetime
+
+
+REQUEST_BODIES: tuple[type[BaseModel], ...] = (
+    UserCreate,
+    ApiKeyCreate,
+    AccountCreate,
+    AccountUpdate,
+    DepositCreate,
+    TransferCreate,
+    WebhookEndpointCreate,
+    WebhookEndpointUpdate,
+)
+"""Read by ``api.body``, which FastAPI does not see: the app documents them itself."""

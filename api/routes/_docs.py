@@ -1,12 +1,13 @@
-"""OpenAPI helpers: which problems an operation may answer."""
+"""OpenAPI helpers: the body and headers an operation reads, and the problems it answers."""
 
 from __future__ import annotations
 
 from http import HTTPStatus
 from typing import Any
 
-from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 
+from api.deps import IDEMPOTENCY_KEY_SCHEMA
 from api.schemas import Problem
 
 
@@ -41,19 +42,28 @@ def rate_limited(success: int) -> dict[int | str, dict[str, Any]]:
     return {429: refused, success: {"headers": sent}}
 
 
-def check_amount(amount: int, max_amount: int) -> None:
-    """``P2P_MAX_AMOUNT`` is a setting, so the schema cannot carry it: check it here.
-
-    Raises:
-        RequestValidationError: the amount is above the setting.
-    """
-    if amount > max_amount:
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ("body", "amount"),
-                    "msg": f"Input should be less than or equal to {max_amount}",
-                    "type": "less_than_equal",
-                }
-            ]
-        )
+def takes(
+    model: type[BaseModel], *, idempotent: bool = False, optional: bool = False
+) -> dict[str, Any]:
+    """``openapi_extra=`` of an operation that reads a ``model`` body with ``api.body``
+    (and an ``Idempotency-Key`` with ``api.deps``), which FastAPI does not see. The app
+    puts ``model``'s schema in the document's components. ``optional``: the body may be
+    left out altogether."""
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    extra: dict[str, Any] = {
+        "requestBody": {"required": not optional, "content": {"application/json": {"schema": ref}}}
+    }
+    if idempotent:
+        extra["parameters"] = [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": True,
+                "description": (
+                    "1-255 printable ASCII characters, unique per request, sent once;"
+                    " spaces or tabs around it are not part of it."
+                ),
+                "schema": dict(IDEMPOTENCY_KEY_SCHEMA),
+            }
+        ]
+    return extra

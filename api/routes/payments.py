@@ -3,25 +3,44 @@ from __future__ import annotations
 from typing import Annotated
 
 import anyio.to_thread
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
 
-from api.deps import CurrentUser, IdempotencyKey, RateLimited, Services, ServicesDep
-from api.routes._docs import check_amount, problems, rate_limited
+from api.answers import answer
+from api.body import check_amount, json_of, validated
+from api.deps import (
+    CurrentUser,
+    ServicesDep,
+    caller_of,
+    idempotency_key,
+    rate_limit,
+    services_of,
+)
+from api.routes._docs import problems, rate_limited, takes
+from api.routes._lean import LeanRoute
 from api.routes.accounts import Cursor, Limit
 from api.schemas import ListPage, PaymentPublic, TransferCreate
 from shared import logs, payments
-from shared.records import Payment, PaymentStatus, User
+from shared.records import Payment, PaymentStatus
 
 router = APIRouter(tags=["payments"], responses=problems(401))
 
 TRANSFER_PATH = "/payments/transfer"
 
 
-async def accept_transfer(
-    services: Services, user: User, body: TransferCreate, key: str
-) -> tuple[Payment, bool]:
-    """Record the transfer ``pending`` and wake the worker, or find the one this key
-    made; the route's work, and the fast lane's (``api.fast_lane``)."""
+async def transfer(request: Request) -> Response:
+    """Accept a transfer: recorded `pending`, settled by the worker; poll `Location`.
+
+    Idempotent by `Idempotency-Key`, scoped to the sending account. Rate-limited per
+    API key (`429`); a replay counts too.
+    """
+    services = services_of(request)
+    user = caller_of(request)
+    data = await json_of(request)
+    headers = await rate_limit(request, services)
+    key = idempotency_key(request)
+    body = validated(TransferCreate, data)
+    check_amount(body.amount, services.settings.max_amount)
 
     def wake_the_worker(recorded: tuple[Payment, bool]) -> None:
         # On the writer thread, for every new payment of a commit in turn: the sending
@@ -36,42 +55,25 @@ async def accept_transfer(
         then=wake_the_worker,
     )
     logs.bind(payment_id=payment.id)
+    headers["Location"] = f"/payments/{payment.id}"
     if replayed:
         logs.bind(idempotent_replayed="true")
+        headers["Idempotent-Replayed"] = "true"
     else:
         services.metrics.payments_accepted.inc()
-    return payment, replayed
+    return answer(PaymentPublic.model_validate(payment), 202, headers)
 
 
-def transfer_headers(payment: Payment, replayed: bool) -> dict[str, str]:
-    headers = {"Location": f"/payments/{payment.id}"}
-    if replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return headers
-
-
-@router.post(
+transfer_route = LeanRoute(
     TRANSFER_PATH,
+    transfer,
+    methods=["POST"],
+    tags=["payments"],
     status_code=202,
-    responses=problems(400, 404, 413, 415, 422) | rate_limited(202),
-    dependencies=[RateLimited],
+    response_model=PaymentPublic,
+    responses=problems(400, 401, 404, 413, 415, 422) | rate_limited(202),
+    openapi_extra=takes(TransferCreate, idempotent=True),
 )
-async def transfer(
-    body: TransferCreate,
-    user: CurrentUser,
-    key: IdempotencyKey,
-    services: ServicesDep,
-    response: Response,
-) -> PaymentPublic:
-    """Accept a transfer: recorded `pending`, settled by the worker; poll `Location`.
-
-    Idempotent by `Idempotency-Key`, scoped to the sending account. Rate-limited per
-    API key (`429`); a replay counts too.
-    """
-    check_amount(body.amount, services.settings.max_amount)
-    payment, replayed = await accept_transfer(services, user, body, key)
-    response.headers.update(transfer_headers(payment, replayed))
-    return PaymentPublic.model_validate(payment)
 
 
 @router.get("/payments/{payment_id}", responses=problems(404, 422))

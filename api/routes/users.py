@@ -1,14 +1,12 @@
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Depends, Request, Response
 
-from fastapi import APIRouter, Body, Depends, Request, Response
-from fastapi.exceptions import RequestValidationError
-
+from api.body import json_of, validated
 from api.deps import CurrentUser, ServicesDep
 from api.limiter import rate_limit_headers
 from api.problems import ApiProblem
-from api.routes._docs import problems, rate_limited
+from api.routes._docs import problems, rate_limited, takes
 from api.routes.accounts import Cursor, Limit
 from api.schemas import (
     ApiKeyCreate,
@@ -23,12 +21,13 @@ from shared.records import Signing
 
 router = APIRouter(tags=["users"])
 
-_NO_BODY = ApiKeyCreate(signing="none")
+_NO_SIGNING = ApiKeyCreate(signing="none")
+"""What a request without a body asks for."""
 
 
 async def _sign_up_limit(request: Request, response: Response, services: ServicesDep) -> None:
-    """Counts the sign-up against its client address's limit, before anything is read
-    past JSON syntax or written: a refused one records nothing."""
+    """Counts the sign-up against its client address's limit, before the body is read or
+    anything written: a refused one records nothing."""
     limiter = services.signup_limiter
     if limiter is None:
         return
@@ -50,13 +49,15 @@ async def _sign_up_limit(request: Request, response: Response, services: Service
     status_code=201,
     responses=problems(409, 413, 415, 422) | rate_limited(201),
     dependencies=[Depends(_sign_up_limit)],
+    openapi_extra=takes(UserCreate),
 )
-async def sign_up(body: UserCreate, services: ServicesDep) -> UserCreated:
+async def sign_up(request: Request, services: ServicesDep) -> UserCreated:
     """Sign up. The answer carries the user's API key, shown this once.
 
     At most `P2P_SIGNUP_RATE_LIMIT_BURST` sign-ups at once from one client address, then
     `P2P_SIGNUP_RATE_LIMIT_PER_HOUR`: past that, `429 rate_limited` with `Retry-After`.
     """
+    body = validated(UserCreate, await json_of(request))
     user, api_key = await services.write(users.sign_up, body.name, str(body.email))
     return UserCreated(
         id=user.id, name=user.name, email=user.email, created_at=user.created_at, api_key=api_key
@@ -68,27 +69,27 @@ async def sign_up(body: UserCreate, services: ServicesDep) -> UserCreated:
     status_code=201,
     responses=problems(401, 409, 413, 415, 422),
     response_model_exclude_none=True,
+    openapi_extra=takes(ApiKeyCreate, optional=True),
 )
 async def create_api_key(
-    request: Request,
-    user: CurrentUser,
-    services: ServicesDep,
-    body: Annotated[ApiKeyCreate, Body()] = _NO_BODY,
+    request: Request, user: CurrentUser, services: ServicesDep
 ) -> ApiKeyCreated:
     """Another API key for the caller, shown this once; the others stay live.
 
     With `{"signing": "required"}` the answer also holds the key's `signing_secret`, shown
-    this once too, and every request made with the key must then be signed. A user holds
-    at most `P2P_MAX_API_KEYS` live keys: one more is `409 too_many_api_keys`.
+    this once too, and every request made with the key must then be signed. No body is
+    `{"signing": "none"}`. A user holds at most `P2P_MAX_API_KEYS` live keys: one more is
+    `409 too_many_api_keys`.
     """
-    if body is _NO_BODY and await request.body():
-        # FastAPI takes a JSON null for no body at all, and gives the default.
-        raise RequestValidationError(
-            [{"loc": ("body",), "msg": "Input should be an object", "type": "model_type"}]
-        )
-    signing = Signing(body.signing)
+    given = await request.body()
+    body = (
+        validated(ApiKeyCreate, await json_of(request)) if given else ApiKeyCreate(signing="none")
+    )
     new = await services.write(
-        users.create_api_key, user.id, signing, max_keys=services.settings.max_api_keys
+        users.create_api_key,
+        user.id,
+        Signing(body.signing),
+        max_keys=services.settings.max_api_keys,
     )
     return ApiKeyCreated(
         id=new.key.id,

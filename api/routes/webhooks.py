@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import anyio.to_thread
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
+from api.body import json_of, validated
 from api.deps import CurrentUser, ServicesDep
-from api.routes._docs import problems
+from api.routes._docs import problems, takes
 from api.routes.accounts import Cursor, Limit
 from api.schemas import (
     ListPage,
@@ -45,9 +46,14 @@ def _types(names: list[str] | None) -> list[EventType] | None:
     return None if names is None else [EventType(name) for name in names]
 
 
-@router.post("/webhook-endpoints", status_code=201, responses=problems(409, 413, 415, 422))
+@router.post(
+    "/webhook-endpoints",
+    status_code=201,
+    responses=problems(409, 413, 415, 422),
+    openapi_extra=takes(WebhookEndpointCreate),
+)
 async def create_endpoint(
-    body: WebhookEndpointCreate, user: CurrentUser, services: ServicesDep
+    request: Request, user: CurrentUser, services: ServicesDep
 ) -> WebhookEndpointCreated:
     """Subscribe a URL to the caller's events (every type when `event_types` is omitted).
     The answer holds the endpoint's signing secret, shown this once. Saving sends nothing;
@@ -56,6 +62,7 @@ async def create_endpoint(
     `422 webhook_url_not_allowed` for a URL that may not be called;
     `409 too_many_webhook_endpoints` past `P2P_MAX_WEBHOOK_ENDPOINTS`.
     """
+    body = validated(WebhookEndpointCreate, await json_of(request))
     url = await _allowed_url(body.url, services.settings)
     created = await services.write(
         webhooks.create_endpoint,
@@ -95,12 +102,17 @@ def get_endpoint(
     )
 
 
-@router.patch("/webhook-endpoints/{endpoint_id}", responses=problems(404, 413, 415, 422))
+@router.patch(
+    "/webhook-endpoints/{endpoint_id}",
+    responses=problems(404, 413, 415, 422),
+    openapi_extra=takes(WebhookEndpointUpdate),
+)
 async def update_endpoint(
-    endpoint_id: str, body: WebhookEndpointUpdate, user: CurrentUser, services: ServicesDep
+    endpoint_id: str, request: Request, user: CurrentUser, services: ServicesDep
 ) -> WebhookEndpointPublic:
     """Change the URL (checked as when created), the event types (`null`: every type) or
     the status. Enabling a disabled endpoint resumes its pending deliveries."""
+    body = validated(WebhookEndpointUpdate, await json_of(request))
     url = None if body.url is None else await _allowed_url(body.url, services.settings)
     changes = webhooks.EndpointChanges(
         url=url,

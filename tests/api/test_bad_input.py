@@ -121,7 +121,7 @@ COMMON = [
     Case("raw_null", raw=b"null"),
     Case("raw_empty", raw=b""),
     Case("raw_empty_no_type", raw=b"", content_type=None),
-    Case("raw_bom_bytes", raw=b"\xff\xfe"),
+    Case("raw_bom_bytes", raw=b"\xff\xfe", status=400, code="bad_request"),
     Case(
         "raw_latin1",
         raw='{"amount": 10, "description": "caf\u00e9"}'.encode("latin-1"),
