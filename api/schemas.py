@@ -18,7 +18,7 @@ from pydantic import (
 
 from shared.batches import MAX_ITEMS as MAX_BATCH_ITEMS
 from shared.currencies import ISO_4217
-from shared.enums import EventType
+from shared.enums import DeliveryStatus, EventType, WebhookEndpointStatus
 from shared.payments import Transfer
 from shared.records import (
     AccountStatus,
@@ -187,6 +187,51 @@ class CaptureCreate(_Body):
             description="Minor units to move, 1 … the authorized amount; default: all of it.",
         ),
     ] = None
+
+
+def _known_event_types(names: list[str]) -> list[str]:
+    known = set(EventType)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"unknown event type {unknown[0]!r}: known are {', '.join(EventType)}")
+    return names
+
+
+EndpointUrl = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=2048,
+        description="`https://` (or `http://` with `P2P_WEBHOOK_ALLOW_HTTP`), without"
+        " credentials; its host must resolve to public addresses only.",
+        examples=["https://example.com/webhooks/p2p"],
+    ),
+]
+EventTypes = Annotated[
+    list[str],
+    Field(
+        min_length=1,
+        max_length=50,
+        description=f"The event types to deliver: {', '.join(EventType)}. Omitted or"
+        " `null`: every type, those added later too.",
+        examples=[["payment.completed", "payment.failed"]],
+    ),
+    AfterValidator(_known_event_types),
+]
+
+
+class WebhookEndpointCreate(_Body):
+    url: EndpointUrl
+    event_types: EventTypes | None = None
+    description: Description = None
+
+
+class WebhookEndpointUpdate(_Body):
+    url: EndpointUrl | None = Field(None, description="A new URL, checked as when created.")
+    event_types: EventTypes | None = None
+    status: Literal["enabled", "disabled"] | None = Field(
+        None, description="`disabled`: nothing is delivered until it is `enabled` again."
+    )
 
 
 class _Out(BaseModel):
@@ -389,6 +434,43 @@ class Readiness(BaseModel):
     checks: dict[str, str]
 
 
+class WebhookEndpointPublic(_Out):
+    id: str
+    url: str
+    description: str | None
+    event_types: list[EventType] | None = Field(description="`null`: every type.")
+    status: WebhookEndpointStatus
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookEndpointCreated(WebhookEndpointPublic):
+    secret: str = Field(
+        description="Shown once: `whsec_` + base64; the HMAC key of the signatures is the"
+        " decoded bytes."
+    )
+
+
+class WebhookSecret(BaseModel):
+    secret: str = Field(description="The new secret, shown once.")
+
+
+class WebhookDeliveryPublic(_Out):
+    id: str
+    endpoint_id: str
+    event_id: str
+    event_type: str
+    status: DeliveryStatus
+    attempts: int
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None = Field(
+        description="Why the last attempt failed, with at most 1 KiB of the answer."
+    )
+    created_at: datetime
+
+
 REQUEST_BODIES: tuple[type[BaseModel], ...] = (
     UserCreate,
     ApiKeyCreate,
@@ -398,5 +480,7 @@ REQUEST_BODIES: tuple[type[BaseModel], ...] = (
     TransferCreate,
     BatchCreate,
     CaptureCreate,
+    WebhookEndpointCreate,
+    WebhookEndpointUpdate,
 )
 """Read by ``api.body, which FastAPI does not see: the app documents them itself."""

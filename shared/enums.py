@@ -70,3 +70,16 @@ class EventType(enum.StrEnum):
     PAYMENT_EXPIRED = "payment.expired"
     DEPOSIT_CREATED = "deposit.created"
     ACCOUNT_UPDATED = "account.updated"
+
+
+class WebhookEndpointStatus(enum.StrEnum):
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+
+
+class DeliveryStatus(enum.StrEnum):
+    """A webhook delivery's: ``pending`` until an attempt succeeds or the retries run out."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"

@@ -87,6 +87,25 @@ class SignatureInvalid(P2PError):
     code = "signature_invalid"
 
 
+class WebhookUrlNotAllowed(P2PError):
+    """A webhook endpoint's URL may not be called: not ``https`` (unless allowed), with
+    credentials, or its host resolves to an address the service must not reach (SSRF)."""
+
+    code = "webhook_url_not_allowed"
+
+
+class TooManyWebhookEndpoints(P2PError):
+    """The user has as many webhook endpoints as one may (``P2P_MAX_WEBHOOK_ENDPOINTS``)."""
+
+    code = "too_many_webhook_endpoints"
+
+
+class WebhookEndpointDisabled(P2PError):
+    """The endpoint is disabled: nothing is delivered to it until it is enabled again."""
+
+    code = "webhook_endpoint_disabled"
+
+
 class PaymentNotAuthorized(P2PError):
     """A capture or a void of a payment that is not ``authorized`` (still pending, or
     ended already: completed, failed, voided or expired)."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from shared import failures
+from shared import failures, webhook_outbox
 from shared.clock import new_ids, to_text, utcnow
 from shared.enums import EventType
 from shared.records import Account, Deposit, Payment
@@ -54,10 +54,19 @@ def record_events(conn: Connection, events: Sequence[NewEvent]) -> list[str]:
     Call it as the transaction's last writes: from here to the commit, every other
     transaction that records events waits (on PostgreSQL; ``Engine.order_commits``),
     which is what keeps the feed's order the commit order. However many events, this is
-    one multi-row ``INSERT`` per ``ROWS_PER_STATEMENT`` of them.
+    one multi-row ``INSERT`` per ``ROWS_PER_STATEMENT`` of them. Each event's webhook
+    deliveries are written with it (``shared.webhook_outbox``).
     """
     if not events:
         return []
+    ids = new_ids("evt", len(events))
+    deliveries = webhook_outbox.deliveries_of(
+        conn,
+        [
+            webhook_outbox.RecordedEvent(event_id, event.user_id, event.type.value)
+            for event_id, event in zip(ids, events, strict=True)
+        ],
+    )
     conn.engine.order_commits(conn)
     created_at = to_text(utcnow())
     texts: dict[int, str] = {}  # an object two users read alike is written out once
@@ -69,7 +78,7 @@ def record_events(conn: Connection, events: Sequence[NewEvent]) -> list[str]:
             texts.get(id(event.object)) or texts.setdefault(id(event.object), _json(event.object)),
             created_at,
         )
-        for event_id, event in zip(new_ids("evt", len(events)), events, strict=True)
+        for event_id, event in zip(ids, events, strict=True)
     ]
     for chunk in chunks(written):
         conn.execute(
@@ -77,6 +86,7 @@ def record_events(conn: Connection, events: Sequence[NewEvent]) -> list[str]:
             f" VALUES {rows(len(chunk), 5)}",
             [value for row in chunk for value in row],
         )
+    webhook_outbox.write_deliveries(conn, deliveries, created_at)
     _WRITTEN.add(event.type for event in events)
     # DEBUG: a line per event would double a settle group's work inside its transaction;
     # operators follow events by the deliveries' lines, which carry event_id too.

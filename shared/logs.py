@@ -25,8 +25,11 @@ LogFormat = Literal["json", "text"]
 REDACTED = "[redacted]"
 
 # An API key is p2p_ + 64 hex, a signing secret sks_ + 64 hex; 16 hex already name a key,
-# so a truncated one goes too.
-_SECRET = re.compile(r"(p2p_|sks_)[0-9a-f]{16,}|(bearer)(?:\s|\\[trn])+[^\s\"\\]+", re.IGNORECASE)
+# so a truncated one goes too. A webhook secret is whsec_ + base64.
+_SECRET = re.compile(
+    r"(p2p_|sks_)[0-9a-f]{16,}|(whsec_)[A-Za-z0-9+/]{8,}=*|(bearer)(?:\s|\\[trn])+[^\s\"\\]+",
+    re.IGNORECASE,
+)
 
 # What every LogRecord has; anything else on a record came from ``extra=``. uvicorn
 # passes its message again with terminal colours as ``color_message``: not a field.
@@ -80,13 +83,15 @@ def current_fields() -> Mapping[str, str]:
 
 
 def redact(line: str) -> str:
-    """``line`` with API keys, signing secrets and Bearer credentials replaced by
-    ``[redacted]``."""
+    """``line`` with API keys, signing and webhook secrets and Bearer credentials
+    replaced by ``[redacted]``."""
     return _SECRET.sub(_redacted, line)
 
 
 def _redacted(match: re.Match[str]) -> str:
-    return f"{match[2]} {REDACTED}" if match[2] else f"{match[1]}{REDACTED}"
+    if match[3]:
+        return f"{match[3]} {REDACTED}"
+    return f"{match[1] or match[2]}{REDACTED}"
 
 
 def _timestamp(record: logging.LogRecord) -> str:

@@ -23,7 +23,9 @@ _PREFIX = "c2:"
 _ID = re.compile(r"[a-z]{2,4}_[0-9A-Za-z]{1,60}")
 BEFORE_ANY = 2**63 - 1
 
-Listed = Literal["accounts", "api_keys", "ledger_entries", "payments"]
+Listed = Literal[
+    "accounts", "api_keys", "ledger_entries", "payments", "webhook_endpoints", "webhook_deliveries"
+]
 """The tables lists page through."""
 
 

@@ -15,9 +15,9 @@ Money invariants live here, not only in Python: balances and amounts are checked
 integers, each idempotency scope and each payment's debit and credit are unique, the
 ledger is append-only, every entry's running balance continues the one before it, a
 completed payment has exactly its debit and its credit of what it moved (migrations 4
-and 7), held money never passes the balance, a payment's status only moves forward
+and 8), held money never passes the balance, a payment's status only moves forward
 (pending, then authorized, then final), and refunds never pass what a payment moved
-(migration 7).
+(migration 8).
 
 A migration that has run somewhere never changes: ``tests/unit/test_schema_history.py``
 pins each one's text. Adding a member to an enum therefore takes a new migration that
@@ -33,11 +33,13 @@ from dataclasses import dataclass
 from shared.enums import (
     AccountStatus,
     CaptureMode,
+    DeliveryStatus,
     Direction,
     EventType,
     FailureCode,
     PaymentActionKind,
     PaymentStatus,
+    WebhookEndpointStatus,
 )
 
 _WIDTH = 88
@@ -476,7 +478,61 @@ def _events(seq: str) -> str:
     """
 
 
-# 7: holds, refunds and batches. Accounts gain ``held`` (the sum of their authorized
+# 7: webhooks (shared.webhooks): a user's endpoints, and one delivery per endpoint and
+# event, written in the event's transaction (shared.webhook_outbox). A delivery is
+# ``pending`` exactly while it has a next attempt; the worker's sweep finds due ones by
+# ``webhook_deliveries_due``. An endpoint keeps its secret as issued (HMAC needs it) and,
+# for a while after a rotation, the one before. Deliveries go with their endpoint, and
+# with their event when the event is pruned.
+def _webhooks(e: _Engine) -> str:
+    endpoint_statuses = _check_in("status", WebhookEndpointStatus, at=12)
+    delivery_statuses = _check_in("status", DeliveryStatus, at=12)
+    return f"""
+    CREATE TABLE webhook_endpoints (
+        seq {e.seq},
+        id TEXT NOT NULL UNIQUE,
+        user_id TEXT NOT NULL REFERENCES users (id),
+        url TEXT NOT NULL CHECK (length(url) <= 2048),
+        description TEXT,
+        -- A JSON array of event types; NULL: every type, those added later too.
+        event_types TEXT,
+        status TEXT NOT NULL DEFAULT {_quoted(WebhookEndpointStatus.ENABLED)}
+            {endpoint_statuses},
+        secret TEXT NOT NULL,
+        previous_secret TEXT,
+        previous_secret_until TEXT,
+        -- The first failed attempt since the last success: what disables it in time.
+        failing_since TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        CHECK ((previous_secret IS NULL) = (previous_secret_until IS NULL))
+    );
+    CREATE INDEX webhook_endpoints_user ON webhook_endpoints (user_id, seq);
+
+    CREATE TABLE webhook_deliveries (
+        seq {e.seq},
+        id TEXT NOT NULL UNIQUE,
+        endpoint_id TEXT NOT NULL REFERENCES webhook_endpoints (id) ON DELETE CASCADE,
+        event_id TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+        event_type TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT {_quoted(DeliveryStatus.PENDING)}
+            {delivery_statuses},
+        {e.money("attempts", ">= 0", default=0)},
+        next_attempt_at TEXT,
+        last_attempt_at TEXT,
+        last_status_code INTEGER,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        UNIQUE (event_id, endpoint_id),
+        CHECK ((status = 'pending') = (next_attempt_at IS NOT NULL))
+    );
+    CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, seq);
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
+        WHERE status = 'pending';
+    """
+
+
+# 8: holds, refunds and batches. Accounts gain ``held`` (the sum of their authorized
 # payments), which never passes the balance, so that available = balance - held is never
 # negative. Payments gain how they are captured, what an authorization reserved and
 # captured, what their refunds reserved and moved, and their place in a batch; statuses
@@ -510,7 +566,7 @@ _PAYMENT_COLUMNS_1 = (
     " description, status, failure_code, failure_detail, idempotency_key, request_hash,"
     " created_at, completed_at"
 )
-_PAYMENT_COLUMNS_7 = (
+_PAYMENT_COLUMNS_8 = (
     *_PAYMENT_COLUMNS_1.split(", "),
     "capture",
     "hold_seconds",
@@ -526,8 +582,8 @@ _REFUND_COLUMNS = ("refunded_amount", "refund_reserved")
 _CAPTURE_COLUMNS = ("status", "captured_amount", "completed_at")
 
 
-def _payment_columns_7(e: _Engine) -> list[str]:
-    """The columns migration 7 adds to ``payments``."""
+def _payment_columns_8(e: _Engine) -> list[str]:
+    """The columns migration 8 adds to ``payments``."""
     return [
         f"capture TEXT NOT NULL DEFAULT {_quoted(CaptureMode.AUTOMATIC)}"
         f" CHECK (capture IN {_in(CaptureMode)})",
@@ -542,7 +598,7 @@ def _payment_columns_7(e: _Engine) -> list[str]:
     ]
 
 
-_PAYMENT_CHECKS_7 = {
+_PAYMENT_CHECKS_8 = {
     "payments_status_check": f"status IN {_in(PaymentStatus)}",
     "payments_failure_code_check": f"failure_code IN {_in(FailureCode)}",
     "payments_completed_at_once_final": (
@@ -583,20 +639,20 @@ def _changed(columns: Iterable[str], *, differ: str) -> str:
 
 
 def _final_changed(differ: str) -> str:
-    return _changed([c for c in _PAYMENT_COLUMNS_7 if c not in _REFUND_COLUMNS], differ=differ)
+    return _changed([c for c in _PAYMENT_COLUMNS_8 if c not in _REFUND_COLUMNS], differ=differ)
 
 
 def _authorization_changed(differ: str) -> str:
-    return _changed([c for c in _PAYMENT_COLUMNS_7 if c not in _CAPTURE_COLUMNS], differ=differ)
+    return _changed([c for c in _PAYMENT_COLUMNS_8 if c not in _CAPTURE_COLUMNS], differ=differ)
 
 
 _SETTLED_CHANGES = "a settled payment cannot change"
 _AUTHORIZATION_ENDS_ONLY = "an authorization ends captured, voided or expired, and only so"
 _PENDING_ENDS_ONLY = "a pending payment becomes completed, failed or authorized"
-_UNPAIRED_7 = "a completed payment has one debit and one credit of what it moved"
+_UNPAIRED_8 = "a completed payment has one debit and one credit of what it moved"
 
 
-def _accounts_and_tables_7(e: _Engine) -> str:
+def _accounts_and_tables_8(e: _Engine) -> str:
     """What both engines add the same way: ``batches``, ``payment_actions``."""
     return f"""
     CREATE TABLE batches (
@@ -614,7 +670,7 @@ def _accounts_and_tables_7(e: _Engine) -> str:
     """
 
 
-def _payment_actions_7(e: _Engine) -> str:
+def _payment_actions_8(e: _Engine) -> str:
     """A capture's or a void's first answer, replayed to its ``Idempotency-Key``."""
     return f"""
     CREATE TABLE payment_actions (
@@ -634,20 +690,20 @@ def _payment_actions_7(e: _Engine) -> str:
     """
 
 
-def _sqlite_payments_7() -> str:
+def _sqlite_payments_8() -> str:
     """SQLite cannot change a ``CHECK``: ``payments`` is made again. Its rows are kept
     aside, the table dropped and made anew under its own name, and the rows put back:
     the ledger's entries then reference the new table, and the foreign keys they broke
     for a moment (deferred to the commit) hold again once their payments are back."""
     e = _SQLITE
-    columns = ",\n        ".join(_payment_columns_7(e))
+    columns = ",\n        ".join(_payment_columns_8(e))
     checks = ",\n        ".join(
-        f"CONSTRAINT {name} CHECK ({rule})" for name, rule in _PAYMENT_CHECKS_7.items()
+        f"CONSTRAINT {name} CHECK ({rule})" for name, rule in _PAYMENT_CHECKS_8.items()
     )
     return f"""
     ALTER TABLE accounts ADD COLUMN {e.money("held", ">= 0", default=0)}
         CONSTRAINT accounts_held_within_balance CHECK (held <= balance);
-    {_accounts_and_tables_7(e)}
+    {_accounts_and_tables_8(e)}
     PRAGMA defer_foreign_keys = ON;
     DROP TRIGGER ledger_entries_of_pending_payments;
     CREATE TEMP TABLE payments_before AS SELECT * FROM payments;
@@ -684,7 +740,7 @@ def _sqlite_payments_7() -> str:
     CREATE INDEX payments_to_account ON payments (to_account_id, seq);
     CREATE INDEX payments_from_user ON payments (from_user_id, seq);
     CREATE INDEX payments_to_user ON payments (to_user_id, seq);
-    {_payment_actions_7(e)}
+    {_payment_actions_8(e)}
     -- A payment's life (see above).
     CREATE TRIGGER payments_final BEFORE UPDATE ON payments
     WHEN OLD.status NOT IN {_in(_OPEN_STATUSES)} AND ({_final_changed("IS NOT")})
@@ -696,10 +752,10 @@ def _sqlite_payments_7() -> str:
     CREATE TRIGGER payments_pending_ends BEFORE UPDATE ON payments
     WHEN OLD.status = 'pending' AND NEW.status NOT IN {_in(_PENDING_ENDS)}
     BEGIN SELECT RAISE(ABORT, '{_PENDING_ENDS_ONLY}'); END;
-    {_SQLITE_PAIRING_7}"""
+    {_SQLITE_PAIRING_8}"""
 
 
-_SQLITE_WITHOUT_PAIR_7 = """NEW.status = 'completed' AND (
+_SQLITE_WITHOUT_PAIR_8 = """NEW.status = 'completed' AND (
         SELECT count(*) FROM ledger_entries
         WHERE payment_id = NEW.id AND amount = coalesce(NEW.captured_amount, NEW.amount)
           AND account_id = CASE direction
@@ -707,13 +763,13 @@ _SQLITE_WITHOUT_PAIR_7 = """NEW.status = 'completed' AND (
 
 # Migration 4's triggers, by the same names, for the new table and the new statuses:
 # entries are written while a payment is pending or authorized, then it is completed.
-_SQLITE_PAIRING_7 = f"""
+_SQLITE_PAIRING_8 = f"""
     CREATE TRIGGER payments_completed_paired BEFORE UPDATE OF status ON payments
-    WHEN OLD.status IN {_in(_OPEN_STATUSES)} AND {_SQLITE_WITHOUT_PAIR_7}
-    BEGIN SELECT RAISE(ABORT, '{_UNPAIRED_7}'); END;
+    WHEN OLD.status IN {_in(_OPEN_STATUSES)} AND {_SQLITE_WITHOUT_PAIR_8}
+    BEGIN SELECT RAISE(ABORT, '{_UNPAIRED_8}'); END;
     CREATE TRIGGER payments_inserted_paired BEFORE INSERT ON payments
-    WHEN {_SQLITE_WITHOUT_PAIR_7}
-    BEGIN SELECT RAISE(ABORT, '{_UNPAIRED_7}'); END;
+    WHEN {_SQLITE_WITHOUT_PAIR_8}
+    BEGIN SELECT RAISE(ABORT, '{_UNPAIRED_8}'); END;
     CREATE TRIGGER payments_failed_unpaired BEFORE UPDATE OF status ON payments
     WHEN OLD.status IN {_in(_OPEN_STATUSES)} AND {_SQLITE_WITH_ENTRIES}
     BEGIN SELECT RAISE(ABORT, '{_NOT_COMPLETED}'); END;
@@ -727,24 +783,24 @@ _SQLITE_PAIRING_7 = f"""
     """
 
 
-def _postgres_payments_7() -> str:
+def _postgres_payments_8() -> str:
     """PostgreSQL changes ``payments`` in place; its triggers keep their functions' names."""
     e = _POSTGRES
     added = ",\n        ".join(
-        [f"ADD COLUMN {column}" for column in _payment_columns_7(e)]
-        + [f"ADD CONSTRAINT {name} CHECK ({rule})" for name, rule in _PAYMENT_CHECKS_7.items()]
+        [f"ADD COLUMN {column}" for column in _payment_columns_8(e)]
+        + [f"ADD CONSTRAINT {name} CHECK ({rule})" for name, rule in _PAYMENT_CHECKS_8.items()]
     )
     return f"""
     ALTER TABLE accounts ADD COLUMN {e.money("held", ">= 0", default=0)},
         ADD CONSTRAINT accounts_held_within_balance CHECK (held <= balance);
-    {_accounts_and_tables_7(e)}
+    {_accounts_and_tables_8(e)}
     ALTER TABLE payments
         DROP CONSTRAINT payments_status_check,
         DROP CONSTRAINT payments_failure_code_check,
         DROP CONSTRAINT payments_check1,
         {added},
         ADD UNIQUE (batch_id, batch_index);
-    {_payment_actions_7(e)}
+    {_payment_actions_8(e)}
     -- A payment's life (see above).
     CREATE OR REPLACE FUNCTION payments_final() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -779,7 +835,7 @@ def _postgres_payments_7() -> str:
             FROM payments LEFT JOIN ledger_entries ON ledger_entries.payment_id = payments.id
             WHERE payments.id = NEW.id GROUP BY payments.seq;
         IF payment_status = 'completed' AND paired <> 2 THEN
-            RAISE EXCEPTION '{_UNPAIRED_7}'
+            RAISE EXCEPTION '{_UNPAIRED_8}'
                 USING ERRCODE = 'integrity_constraint_violation';
         ELSIF payment_status <> 'completed' AND entries <> 0 THEN
             RAISE EXCEPTION '{_NOT_COMPLETED}'
@@ -797,7 +853,8 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     _SQLITE_PAIRING,
     _API_KEYS_SIGNING,
     _events("INTEGER PRIMARY KEY AUTOINCREMENT"),
-    _sqlite_payments_7(),
+    _webhooks(_SQLITE),
+    _sqlite_payments_8(),
 )
 """SQLite's migrations; the version is kept in ``PRAGMA user_version``."""
 
@@ -808,6 +865,7 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     _POSTGRES_PAIRING,
     _API_KEYS_SIGNING,
     _events(_POSTGRES.seq),
-    _postgres_payments_7(),
+    _webhooks(_POSTGRES),
+    _postgres_payments_8(),
 )
 """PostgreSQL's migrations; the version is kept in the ``schema_version`` table."""

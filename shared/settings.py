@@ -243,6 +243,75 @@ class Settings(BaseSettings):
         " `0` never prunes.",
     )
 
+    max_webhook_endpoints: int = Field(
+        default=16,
+        ge=1,
+        le=1000,
+        description="Webhook endpoints one user may have: one more is"
+        " `409 too_many_webhook_endpoints`.",
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Seconds an endpoint has to answer a delivery: a `2xx` within them is"
+        " success, anything else a failed attempt.",
+    )
+    webhook_retry_schedule_s: str = Field(
+        default="5,300,1800,7200,18000,36000,36000",
+        description="Seconds before each retry of a failed delivery, comma-separated: one"
+        " first attempt, then one retry per entry, then the delivery is `failed`.",
+    )
+    webhook_disable_after_s: float = Field(
+        default=5 * 24 * 3600.0,
+        gt=0,
+        description="An endpoint whose every attempt has failed for this long is `disabled`.",
+    )
+    webhook_secret_overlap_s: float = Field(
+        default=24 * 3600.0,
+        ge=0,
+        description="After a secret rotation, how long deliveries are also signed with the"
+        " secret before.",
+    )
+    webhook_allow_http: bool = Field(
+        default=False,
+        description="Accept `http://` endpoint URLs (by default `https://` only): for a"
+        " local receiver in development.",
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Accept endpoints whose host resolves to a loopback, private,"
+        " link-local, multicast or reserved address (refused by default, when saved and"
+        " at every delivery): for a local receiver in development.",
+    )
+    webhook_queue_name: str = Field(
+        default="webhooks", description="The Dramatiq queue that wakes the webhook sender."
+    )
+    webhook_sweep_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the worker looks for webhook deliveries that are due.",
+    )
+    webhook_claim_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a due delivery handed to the queue waits before the sweep"
+        " hands it again: what a lost message or a killed worker delays a delivery by.",
+    )
+    webhook_concurrency: int = Field(
+        default=16,
+        ge=1,
+        le=1000,
+        description="Deliveries a worker process sends at once, all endpoints together.",
+    )
+    webhook_endpoint_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=100,
+        description="Deliveries a worker process sends at once to one endpoint: a slow"
+        " endpoint holds no more threads than this.",
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="`DEBUG`, `INFO`, `WARNING` or `ERROR`."
     )
@@ -272,6 +341,12 @@ class Settings(BaseSettings):
             )
         return url
 
+    @field_validator("webhook_retry_schedule_s")
+    @classmethod
+    def _retry_schedule(cls, schedule: str) -> str:
+        _delays(schedule)
+        return schedule
+
     @field_validator("worker_metrics_host")
     @classmethod
     def _host(cls, host: str) -> str:
@@ -292,9 +367,27 @@ class Settings(BaseSettings):
         return self.database_url if self.database_url.startswith(_POSTGRES_SCHEMES) else None
 
     @property
+    def webhook_retry_delays(self) -> tuple[float, ...]:
+        """``webhook_retry_schedule_s`` as seconds, in order."""
+        return _delays(self.webhook_retry_schedule_s)
+
+    @property
     def sqlite_path(self) -> str:
         """The file behind ``database_url``: ``sqlite:///./a.db`` is ``./a.db``."""
         return self.database_url.removeprefix("sqlite:///")
+
+
+def _delays(schedule: str) -> tuple[float, ...]:
+    """``"5,300"`` as ``(5.0, 300.0)``; ``""`` as no retry at all."""
+    if not schedule.strip():
+        return ()
+    try:
+        delays = tuple(float(part) for part in schedule.split(","))
+    except ValueError:
+        raise ValueError("must be seconds, comma-separated, e.g. 5,300,1800") from None
+    if any(not 0 <= delay <= 30 * 24 * 3600 for delay in delays):
+        raise ValueError("each delay must be 0 to 2592000 seconds (30 days)")
+    return delays
 
 
 def markdown_table() -> str:

@@ -31,6 +31,8 @@ from shared.store.sqlite import SQLiteDatabase
 BACKENDS = ("sqlite", "postgresql")
 # Children before parents.
 _TABLES = (
+    "webhook_deliveries",
+    "webhook_endpoints",
     "events",
     "ledger_entries",
     "payment_actions",

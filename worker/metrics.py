@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_a
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from jobs.contract import payment_id_of
 from shared.audit import Scope
 from shared.clock import utcnow
 from shared.engine import pending_backlog
@@ -108,6 +109,8 @@ class _MessageMetrics(dramatiq.Middleware):
         result: object = None,
         exception: BaseException | None = None,
     ) -> None:
+        if payment_id_of(message) is None:
+            return  # a webhook message: the sender counts its attempts itself
         (self._ok if exception is None else self._error).inc()
 
 

@@ -143,6 +143,7 @@ def test_a_field_passed_with_the_line_wins_over_the_context() -> None:
         ("BEARER\tabc", "BEARER [redacted]"),
         ('{"h":"Bearer\\tabc"}', '{"h":"Bearer [redacted]"}'),
         (f"secret sks_{'4f' * 32}", "secret sks_[redacted]"),
+        ("webhook whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw= end", "webhook whsec_[redacted] end"),
     ],
 )
 def test_redact_scrubs_api_keys_and_bearer_credentials(text: str, scrubbed: str) -> None:
