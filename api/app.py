@@ -16,7 +16,7 @@ from api.fast_lane import TransferFastLane
 from api.limiter import RateLimiter
 from api.metrics import ApiMetrics
 from api.middleware import AuthenticationMiddleware, BodyMiddleware
-from api.routes import accounts, health, holds, payments, users
+from api.routes import accounts, health, holds, payments, refunds, users
 from api.waiter import PaymentWaiter
 from jobs.producer import SettlementQueue
 from shared.committer import GroupCommitter
@@ -72,7 +72,7 @@ def create_app(
         redirect_slashes=False,
     )
     problems.install(app)
-    for module in (users, accounts, payments, holds, health):
+    for module in (users, accounts, payments, holds, refunds, health):
         app.include_router(module.router)
     # Added last is outermost: the size limit comes before authentication, and
     # authentication before FastAPI reads the body or the fast lane answers a transfer.

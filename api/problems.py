@@ -26,12 +26,14 @@ _STATUS: dict[type[errors.P2PError], int] = {
     errors.LastApiKey: 409,
     errors.TooManyApiKeys: 409,
     errors.PaymentNotAuthorized: 409,
+    errors.PaymentNotRefundable: 409,
     errors.SameAccount: 422,
     errors.CurrencyMismatch: 422,
     errors.BalanceLimitExceeded: 422,
     errors.IdempotencyKeyReused: 422,
     errors.InvalidCursor: 422,
     errors.CaptureExceedsAuthorization: 422,
+    errors.RefundExceedsPayment: 422,
 }
 
 _CODE_BY_STATUS = {

@@ -19,6 +19,7 @@ from pydantic import (
 from shared.currencies import ISO_4217
 from shared.payments import Transfer
 from shared.records import AccountStatus, CaptureMode, Direction, FailureCode, PaymentStatus
+from shared.refunds import Refund
 
 T = TypeVar("T")
 
@@ -162,6 +163,23 @@ class CaptureCreate(_Body):
             description="Minor units to move, 1 … the authorized amount; default: all of it.",
         ),
     ] = None
+
+
+class RefundCreate(_Body):
+    amount: Annotated[
+        int | None,
+        Field(
+            strict=True,
+            ge=1,
+            le=INT64_MAX,
+            description="Minor units to give back, 1 … what is left to refund; default: all"
+            " that is left.",
+        ),
+    ] = None
+    description: Description = None
+
+    def to_refund(self) -> Refund:
+        return Refund(amount=self.amount, description=self.description)
 
 
 class _Out(BaseModel):

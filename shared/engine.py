@@ -19,6 +19,7 @@ from shared import failures
 from shared.accounts import MAX_BALANCE, change_held, change_pending_out
 from shared.clock import from_text, new_id, to_text, utcnow
 from shared.records import AccountStatus, CaptureMode, FailureCode, Payment, PaymentStatus
+from shared.refunds import RefundBook
 from shared.store import Connection, Database, Row, chunks, marks, rows
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,7 @@ def _settle_all(conn: Connection, payments: Sequence[Payment], now: datetime) ->
     """
     if not payments:
         return []  # an idle sweep or settler-ahead pass: no statement at all
+    refunds = RefundBook(conn, payments)
     accounts = lock_ledger_accounts(
         conn,
         {payment.from_account_id for payment in payments}
@@ -181,12 +183,13 @@ def _settle_all(conn: Connection, payments: Sequence[Payment], now: datetime) ->
     for payment in payments:
         sender = accounts.get(payment.from_account_id)
         receiver = accounts.get(payment.to_account_id)
-        failure = _judge(payment, sender, receiver)
+        failure = refunds.judge(payment) or _judge(payment, sender, receiver)
         if sender is not None:
             released[sender.id] = released.get(sender.id, 0) - payment.amount
         if failure is not None:
             code, detail = failure
             failed.append((code.value, detail, stamp, payment.id))
+            refunds.failed(payment)
             outcome = replace(
                 payment,
                 status=PaymentStatus.FAILED,
@@ -208,6 +211,7 @@ def _settle_all(conn: Connection, payments: Sequence[Payment], now: datetime) ->
             sender, receiver = accounts[payment.from_account_id], accounts[payment.to_account_id]
             entries.extend(move(sender, receiver, payment.amount, payment.id, stamp))
             completed.append(payment.id)
+            refunds.completed(payment)
             outcome = replace(payment, status=PaymentStatus.COMPLETED, completed_at=completed_at)
         settled.append(outcome)
     # Entries before holds: each entry's balance is one the judging saw, never below the
@@ -216,6 +220,7 @@ def _settle_all(conn: Connection, payments: Sequence[Payment], now: datetime) ->
     change_held(conn, held)
     change_pending_out(conn, released)
     _mark_completed(conn, completed, stamp)
+    refunds.write(conn)
     conn.executemany(
         "UPDATE payments SET status = 'authorized', expires_at = ? WHERE id = ?", authorized
     )

@@ -90,3 +90,17 @@ class CaptureExceedsAuthorization(P2PError):
     """A capture of more than the authorization reserved."""
 
     code = "capture_exceeds_authorization"
+
+
+class PaymentNotRefundable(P2PError):
+    """A refund of a payment that is not ``completed``, or of a payment that is itself a
+    refund."""
+
+    code = "payment_not_refundable"
+
+
+class RefundExceedsPayment(P2PError):
+    """Guards G9: a payment's refunds that are not failed never add up to more than it
+    moved (nothing left to refund, or an amount above what is left)."""
+
+    code = "refund_exceeds_payment"
