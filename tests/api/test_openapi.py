@@ -215,4 +215,9 @@ def test_the_idempotency_key_is_documented_as_required_with_its_shape(client: Te
                 assert not pattern.fullmatch(" a")
                 assert not pattern.fullmatch("é")
                 assert "400" in operation["responses"], (method, path)
-    assert keyed == {("post", "/payments/transfer"), ("post", "/accounts/{account_id}/deposits")}
+    assert keyed == {
+        ("post", "/payments/transfer"),
+        ("post", "/accounts/{account_id}/deposits"),
+        ("post", "/payments/{payment_id}/capture"),
+        ("post", "/payments/{payment_id}/void"),
+    }
