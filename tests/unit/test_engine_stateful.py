@@ -1,5 +1,6 @@
-"""The engine, driven by Hypothesis through random sign-ups, deposits, transfers, replays,
-freezes and settling, against a model of balances small enough to be obviously right.
+"""The engine, driven by Hypothesis through random sign-ups, deposits, transfers, refunds,
+replays, freezes and settling, against a model of balances small enough to be obviously
+right.
 
 After every step each invariant is checked: balances, ``pending_out`` and every payment's
 outcome are the model's; per currency the balances add up to the deposits; every ledger
@@ -43,10 +44,13 @@ from shared.errors import (
     IdempotencyKeyReused,
     NotFound,
     P2PError,
+    PaymentNotRefundable,
+    RefundExceedsPayment,
     SameAccount,
 )
 from shared.payments import Transfer, submit_transfer
 from shared.records import AccountStatus
+from shared.refunds import Refund, submit_refund
 from shared.store import Connection
 from shared.store.sqlite import SQLiteDatabase
 from shared.users import sign_up
@@ -67,6 +71,8 @@ TRANSFERS = st.one_of(*[st.integers(1, 1_000)] * 4, LIMITS)
 CURRENCY_CHOICES = st.sampled_from(["USD", "USD", "USD", "EUR", "JPY"])
 SELDOM = st.integers(0, 7).map(lambda n: n == 0)
 DESCRIPTIONS = st.sampled_from([None, "rent"])
+# A refund: all that is left (None), or a sum that is sometimes more than is.
+REFUNDS = st.one_of(st.none(), st.integers(1, 100), st.integers(1, 1_000))
 
 
 @dataclass
@@ -85,6 +91,7 @@ class ModelPayment:
     amount: int
     status: str = "pending"
     failure_code: str | None = None
+    refund_of: str | None = None
 
 
 class EngineMachine(RuleBasedStateMachine):
@@ -101,6 +108,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.deposited: defaultdict[str, int] = defaultdict(int)
         self.deposit_keys: dict[tuple[str, str], tuple[tuple[int, str | None], str]] = {}
         self.transfer_keys: dict[tuple[str, str], tuple[Transfer, str]] = {}
+        self.refund_keys: dict[tuple[str, str], tuple[Refund, str]] = {}
         self.payments: list[ModelPayment] = []
         self._serial = itertools.count()
 
@@ -233,6 +241,76 @@ class EngineMachine(RuleBasedStateMachine):
         self.payments.append(ModelPayment(payment.id, sender, receiver, amount))
         self.transfer_keys[(sender, key)] = (transfer, payment.id)
 
+    # --- refunds -------------------------------------------------------------------
+
+    @precondition(lambda self: self._refundable())
+    @rule(pick=st.integers(0, 10_000), amount=REFUNDS, description=DESCRIPTIONS, key=KEYS)
+    def refund(self, pick: int, amount: int | None, description: str | None, key: str) -> None:
+        """A completed payment, by its receiver's owner."""
+        refundable = self._refundable()
+        self._refund(refundable[pick % len(refundable)], amount, description, False, key)
+
+    @precondition(lambda self: self.payments)
+    @rule(
+        pick=st.integers(0, 10_000),
+        amount=REFUNDS,
+        as_stranger=st.booleans(),
+        key=KEYS,
+    )
+    def refund_any(self, pick: int, amount: int | None, as_stranger: bool, key: str) -> None:
+        """Any payment, refundable or not, by its receiver's owner or another user."""
+        self._refund(self.payments[pick % len(self.payments)], amount, None, as_stranger, key)
+
+    def _refund(
+        self,
+        original: ModelPayment,
+        amount: int | None,
+        description: str | None,
+        as_stranger: bool,
+        key: str,
+    ) -> None:
+        owner = self.model[original.receiver].owner
+        caller = owner
+        if as_stranger:
+            caller = next((user for user in self.users if user != owner), owner)
+        refund = Refund(amount, description)
+        seen = self.refund_keys.get((original.id, key))
+        left = original.amount - sum(
+            p.amount for p in self._refunds_of(original) if p.status != "failed"
+        )
+        wanted = left if amount is None else amount
+        pending_out = sum(p.amount for p in self._pending() if p.sender == original.receiver)
+        expected: type[P2PError] | None = None
+        if caller != owner:
+            expected = NotFound
+        elif seen is not None:
+            expected = None if seen[0] == refund else IdempotencyKeyReused
+        elif original.refund_of is not None or original.status != "completed":
+            expected = PaymentNotRefundable
+        elif left == 0 or wanted > left:
+            expected = RefundExceedsPayment
+        elif pending_out > MAX_BALANCE - wanted:
+            expected = BalanceLimitExceeded
+        made = self._attempt(expected, submit_refund, caller, original.id, refund, key)
+        if made is None:
+            return
+        payment, replayed = made
+        assert replayed is (seen is not None)
+        if seen is not None:
+            assert payment.id == seen[1]
+            return
+        assert (payment.status, payment.amount, payment.refund_of) == (
+            "pending",
+            wanted,
+            original.id,
+        )
+        self.payments.append(
+            ModelPayment(
+                payment.id, original.receiver, original.sender, wanted, refund_of=original.id
+            )
+        )
+        self.refund_keys[(original.id, key)] = (refund, payment.id)
+
     # --- settling ------------------------------------------------------------------
 
     @precondition(lambda self: self.payments)
@@ -313,6 +391,19 @@ class EngineMachine(RuleBasedStateMachine):
             assert last.get(account_id, 0) == held.balance
 
     @invariant()
+    def refunds_reserved_and_refunded_are_the_models(self) -> None:
+        """G9: never more than was moved, as reserved by refunds not failed and moved by
+        completed ones."""
+        for row in self.db.connection().execute(
+            "SELECT id, amount, refund_reserved, refunded_amount FROM payments"
+        ):
+            refunds = [p for p in self.payments if p.refund_of == row["id"]]
+            reserved = sum(p.amount for p in refunds if p.status != "failed")
+            refunded = sum(p.amount for p in refunds if p.status == "completed")
+            assert (row["refund_reserved"], row["refunded_amount"]) == (reserved, refunded)
+            assert reserved <= row["amount"]
+
+    @invariant()
     def the_audit_finds_nothing(self) -> None:
         assert verify(self.db) == []
 
@@ -321,10 +412,22 @@ class EngineMachine(RuleBasedStateMachine):
     def _pending(self) -> list[ModelPayment]:
         return [p for p in self.payments if p.status == "pending"]
 
+    def _refundable(self) -> list[ModelPayment]:
+        return [p for p in self.payments if p.status == "completed" and p.refund_of is None]
+
+    def _refunds_of(self, payment: ModelPayment) -> list[ModelPayment]:
+        return [p for p in self.payments if p.refund_of == payment.id]
+
     def _judge(self, payment: ModelPayment) -> None:
         """Settle ``payment`` in the model, as the engine's rules say."""
         sender, receiver = self.model[payment.sender], self.model[payment.receiver]
-        if sender.frozen or receiver.frozen:
+        original = next((p for p in self.payments if p.id == payment.refund_of), None)
+        refunded = 0
+        if original is not None:
+            refunded = sum(p.amount for p in self._refunds_of(original) if p.status == "completed")
+        if original is not None and refunded + payment.amount > original.amount:
+            payment.status, payment.failure_code = "failed", "refund_exceeds_payment"
+        elif sender.frozen or receiver.frozen:
             payment.status, payment.failure_code = "failed", "account_frozen"
         elif sender.balance < payment.amount:
             payment.status, payment.failure_code = "failed", "insufficient_funds"
