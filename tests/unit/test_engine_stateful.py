@@ -1,10 +1,11 @@
-"""The engine, driven by Hypothesis through random sign-ups, deposits, transfers, refunds,
-replays, freezes and settling, against a model of balances small enough to be obviously
-right.
+"""The engine, driven by Hypothesis through random sign-ups, deposits, transfers, replays,
+freezes, settling, holds (authorizations, captures, voids, expiries) and refunds, against
+a model of balances small enough to be obviously right.
 
-After every step each invariant is checked: balances, ``pending_out`` and every payment's
-outcome are the model's; per currency the balances add up to the deposits; every ledger
-entry continues its account's running balance; and ``p2p verify`` finds nothing.
+After every step each invariant is checked: balances, ``held``, ``pending_out`` and every
+payment's outcome are the model's; per currency the balances add up to the deposits;
+every ledger entry continues its account's running balance; and ``p2p verify`` finds
+nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -33,23 +35,25 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from shared import accounts
+from shared import accounts, holds
 from shared.accounts import MAX_BALANCE
 from shared.audit import verify
 from shared.engine import settle_payment, settle_pending
 from shared.errors import (
     AccountFrozen,
     BalanceLimitExceeded,
+    CaptureExceedsAuthorization,
     CurrencyMismatch,
     IdempotencyKeyReused,
     NotFound,
     P2PError,
+    PaymentNotAuthorized,
     PaymentNotRefundable,
     RefundExceedsPayment,
     SameAccount,
 )
 from shared.payments import Transfer, submit_transfer
-from shared.records import AccountStatus
+from shared.records import AccountStatus, CaptureMode, Payment
 from shared.refunds import Refund, submit_refund
 from shared.store import Connection
 from shared.store.sqlite import SQLiteDatabase
@@ -71,6 +75,10 @@ TRANSFERS = st.one_of(*[st.integers(1, 1_000)] * 4, LIMITS)
 CURRENCY_CHOICES = st.sampled_from(["USD", "USD", "USD", "EUR", "JPY"])
 SELDOM = st.integers(0, 7).map(lambda n: n == 0)
 DESCRIPTIONS = st.sampled_from([None, "rent"])
+HOLD_SECONDS = 3600
+# A capture: all of it (None), a part, or now and then more than was authorized.
+CAPTURES = st.one_of(st.none(), st.integers(1, 1_000), st.integers(1, 1_000), LIMITS)
+ACTIONS = st.sampled_from(["capture", "void"])
 # A refund: all that is left (None), or a sum that is sometimes more than is.
 REFUNDS = st.one_of(st.none(), st.integers(1, 100), st.integers(1, 1_000))
 
@@ -81,6 +89,7 @@ class ModelAccount:
     currency: str
     balance: int = 0
     frozen: bool = False
+    held: int = 0
 
 
 @dataclass
@@ -89,9 +98,16 @@ class ModelPayment:
     sender: str
     receiver: str
     amount: int
+    manual: bool = False
     status: str = "pending"
     failure_code: str | None = None
+    captured: int | None = None
+    expires_at: datetime | None = None
     refund_of: str | None = None
+
+    @property
+    def moved(self) -> int:
+        return self.amount if self.captured is None else self.captured
 
 
 class EngineMachine(RuleBasedStateMachine):
@@ -110,6 +126,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.transfer_keys: dict[tuple[str, str], tuple[Transfer, str]] = {}
         self.refund_keys: dict[tuple[str, str], tuple[Refund, str]] = {}
         self.payments: list[ModelPayment] = []
+        self.action_keys: dict[tuple[str, str], tuple[str, int | None]] = {}
         self._serial = itertools.count()
 
     def teardown(self) -> None:
@@ -198,6 +215,7 @@ class EngineMachine(RuleBasedStateMachine):
         other_currency=SELDOM,
         as_stranger=SELDOM,
         key=KEYS,
+        manual=st.booleans(),
     )
     def submit(
         self,
@@ -207,6 +225,7 @@ class EngineMachine(RuleBasedStateMachine):
         other_currency: bool,
         as_stranger: bool,
         key: str,
+        manual: bool,
     ) -> None:
         held = self.model[sender]
         currency = held.currency
@@ -216,6 +235,10 @@ class EngineMachine(RuleBasedStateMachine):
         if as_stranger:
             caller = next((user for user in self.users if user != held.owner), held.owner)
         transfer = Transfer(sender, receiver, amount, currency)
+        if manual:
+            transfer = Transfer(
+                sender, receiver, amount, currency, None, CaptureMode.MANUAL, HOLD_SECONDS
+            )
         seen = self.transfer_keys.get((sender, key))
         pending_out = sum(p.amount for p in self._pending() if p.sender == sender)
         expected: type[P2PError] | None = None
@@ -238,7 +261,7 @@ class EngineMachine(RuleBasedStateMachine):
             assert payment.id == seen[1]
             return
         assert payment.status == "pending"
-        self.payments.append(ModelPayment(payment.id, sender, receiver, amount))
+        self.payments.append(ModelPayment(payment.id, sender, receiver, amount, manual))
         self.transfer_keys[(sender, key)] = (transfer, payment.id)
 
     # --- refunds -------------------------------------------------------------------
@@ -275,7 +298,7 @@ class EngineMachine(RuleBasedStateMachine):
             caller = next((user for user in self.users if user != owner), owner)
         refund = Refund(amount, description)
         seen = self.refund_keys.get((original.id, key))
-        left = original.amount - sum(
+        left = original.moved - sum(
             p.amount for p in self._refunds_of(original) if p.status != "failed"
         )
         wanted = left if amount is None else amount
@@ -323,6 +346,7 @@ class EngineMachine(RuleBasedStateMachine):
         settled = settle_payment(self.db, payment.id)
         assert settled is not None
         assert (settled.status, settled.failure_code) == (payment.status, payment.failure_code)
+        self._note_expiry(settled)
 
     @precondition(lambda self: self._pending())
     @rule(limit=st.integers(1, 6))
@@ -334,20 +358,141 @@ class EngineMachine(RuleBasedStateMachine):
         assert [p.id for p in settled] == [p.id for p in oldest]
         for got, want in zip(settled, oldest, strict=True):
             assert (got.status, got.failure_code) == (want.status, want.failure_code)
+            self._note_expiry(got)
+
+    def _note_expiry(self, settled: Payment) -> None:
+        model = next(p for p in self.payments if p.id == settled.id)
+        if settled.status == "authorized":
+            assert settled.expires_at is not None
+            model.expires_at = settled.expires_at
+
+    # --- holds ---------------------------------------------------------------------
+
+    @rule(sender=accounts, receiver=accounts, amount=st.integers(1, 500))
+    def authorize(self, sender: str, receiver: str, amount: int) -> None:
+        """A small manual transfer between two accounts of one currency, judged at once:
+        so that there are authorizations to capture, void and expire."""
+        if sender == receiver or self.model[sender].currency != self.model[receiver].currency:
+            return
+        submitted = len(self.payments)
+        self.submit(sender, receiver, amount, False, False, f"auth-{next(self._serial)}", True)
+        if len(self.payments) == submitted:
+            return  # refused (too much pending): the model says so
+        payment = self.payments[-1]
+        self._judge(payment)
+        settled = settle_payment(self.db, payment.id)
+        assert settled is not None
+        assert (settled.status, settled.failure_code) == (payment.status, payment.failure_code)
+        self._note_expiry(settled)
+
+    @precondition(lambda self: self.payments)
+    @rule(
+        pick=st.integers(0, 10_000),
+        action=ACTIONS,
+        amount=CAPTURES,
+        key=KEYS,
+        as_sender=SELDOM,
+        any_payment=SELDOM,
+    )
+    def capture_or_void(
+        self,
+        pick: int,
+        action: str,
+        amount: int | None,
+        key: str,
+        as_sender: bool,
+        any_payment: bool,
+    ) -> None:
+        """An authorized payment (now and then any payment), by its receiver's owner (now
+        and then by its sender's instead), under a key that may have been used on it
+        before."""
+        authorized = [p for p in self.payments if p.status == "authorized"]
+        candidates = self.payments if any_payment or not authorized else authorized
+        payment = candidates[pick % len(candidates)]
+        sender, receiver = self.model[payment.sender], self.model[payment.receiver]
+        caller = sender.owner if as_sender else receiver.owner
+        request = (action, amount if action == "capture" else None)
+        seen = self.action_keys.get((payment.id, key))
+        captured = payment.amount if amount is None else amount
+        expected: type[P2PError] | None = None
+        if caller != receiver.owner:
+            expected = NotFound
+        elif seen is not None:
+            expected = None if seen == request else IdempotencyKeyReused
+        elif payment.status != "authorized":
+            expected = PaymentNotAuthorized
+        elif action == "capture" and captured > payment.amount:
+            expected = CaptureExceedsAuthorization
+        elif action == "capture" and (sender.frozen or receiver.frozen):
+            expected = AccountFrozen
+        elif action == "capture" and receiver.balance > MAX_BALANCE - captured:
+            expected = BalanceLimitExceeded
+        if action == "capture":
+            made = self._attempt(
+                expected,
+                holds.capture,
+                caller,
+                payment.id,
+                amount=amount,
+                idempotency_key=key,
+                render=lambda p: p.status.value,
+            )
+        else:
+            made = self._attempt(
+                expected,
+                holds.void,
+                caller,
+                payment.id,
+                idempotency_key=key,
+                render=lambda p: p.status.value,
+            )
+        if made is None:
+            return
+        assert made.replayed is (seen is not None)
+        if seen is not None:
+            return
+        self.action_keys[(payment.id, key)] = request
+        sender.held -= payment.amount
+        if action == "capture":
+            sender.balance -= captured
+            receiver.balance += captured
+            payment.status, payment.captured = "completed", captured
+        else:
+            payment.status = "voided"
+        assert made.body == payment.status
+
+    @precondition(lambda self: any(p.status == "authorized" for p in self.payments))
+    @rule(pick=st.integers(0, 10_000))
+    def expire(self, pick: int) -> None:
+        """The expiry pass at the moment one authorization comes due: it and every
+        authorization due before it expire, no other."""
+        authorized = [p for p in self.payments if p.status == "authorized"]
+        due = authorized[pick % len(authorized)].expires_at
+        assert due is not None
+        expected = {p.id for p in authorized if p.expires_at is not None and p.expires_at <= due}
+        expired = holds.expire_due(self.db, limit=1_000, now=due)
+        assert {p.id for p in expired} == expected
+        for payment in authorized:
+            if payment.id in expected:
+                payment.status = "expired"
+                self.model[payment.sender].held -= payment.amount
 
     # --- invariants ----------------------------------------------------------------
 
     @invariant()
     def balances_pending_out_and_status_are_the_models(self) -> None:
-        rows = self.db.connection().execute("SELECT id, balance, pending_out, status FROM accounts")
+        rows = self.db.connection().execute(
+            "SELECT id, balance, pending_out, status, held FROM accounts"
+        )
         pending_out: defaultdict[str, int] = defaultdict(int)
         for payment in self._pending():
             pending_out[payment.sender] += payment.amount
         seen = {}
         for row in rows:
             held = self.model[row["id"]]
-            seen[row["id"]] = (row["balance"], row["pending_out"], row["status"])
-            want = (held.balance, pending_out[row["id"]], "frozen" if held.frozen else "active")
+            seen[row["id"]] = (row["balance"], row["pending_out"], row["status"], row["held"])
+            frozen = "frozen" if held.frozen else "active"
+            want = (held.balance, pending_out[row["id"]], frozen, held.held)
             assert seen[row["id"]] == want, row["id"]
         assert seen.keys() == self.model.keys()
 
@@ -367,16 +512,20 @@ class EngineMachine(RuleBasedStateMachine):
         rows = {
             row["id"]: row
             for row in self.db.connection().execute(
-                "SELECT payments.id, status, failure_code, count(ledger_entries.id) AS entries"
+                "SELECT payments.id, status, failure_code, captured_amount,"
+                " count(ledger_entries.id) AS entries, min(ledger_entries.amount) AS moved"
                 " FROM payments LEFT JOIN ledger_entries ON payment_id = payments.id"
-                " GROUP BY payments.id"
+                " GROUP BY payments.id, status, failure_code, captured_amount"
             )
         }
         assert rows.keys() == {p.id for p in self.payments}
         for payment in self.payments:
             row = rows[payment.id]
             assert (row["status"], row["failure_code"]) == (payment.status, payment.failure_code)
+            assert row["captured_amount"] == payment.captured
             assert row["entries"] == (2 if payment.status == "completed" else 0), payment.id
+            if payment.status == "completed":
+                assert row["moved"] == (payment.captured or payment.amount)
 
     @invariant()
     def every_entry_continues_the_running_balance(self) -> None:
@@ -395,13 +544,14 @@ class EngineMachine(RuleBasedStateMachine):
         """G9: never more than was moved, as reserved by refunds not failed and moved by
         completed ones."""
         for row in self.db.connection().execute(
-            "SELECT id, amount, refund_reserved, refunded_amount FROM payments"
+            "SELECT id, coalesce(captured_amount, amount) AS moved, refund_reserved,"
+            " refunded_amount FROM payments"
         ):
             refunds = [p for p in self.payments if p.refund_of == row["id"]]
             reserved = sum(p.amount for p in refunds if p.status != "failed")
             refunded = sum(p.amount for p in refunds if p.status == "completed")
             assert (row["refund_reserved"], row["refunded_amount"]) == (reserved, refunded)
-            assert reserved <= row["amount"]
+            assert reserved <= row["moved"]
 
     @invariant()
     def the_audit_finds_nothing(self) -> None:
@@ -425,14 +575,17 @@ class EngineMachine(RuleBasedStateMachine):
         refunded = 0
         if original is not None:
             refunded = sum(p.amount for p in self._refunds_of(original) if p.status == "completed")
-        if original is not None and refunded + payment.amount > original.amount:
+        if original is not None and refunded + payment.amount > original.moved:
             payment.status, payment.failure_code = "failed", "refund_exceeds_payment"
         elif sender.frozen or receiver.frozen:
             payment.status, payment.failure_code = "failed", "account_frozen"
-        elif sender.balance < payment.amount:
+        elif sender.balance - sender.held < payment.amount:
             payment.status, payment.failure_code = "failed", "insufficient_funds"
         elif receiver.balance > MAX_BALANCE - payment.amount:
             payment.status, payment.failure_code = "failed", "balance_limit_exceeded"
+        elif payment.manual:
+            sender.held += payment.amount
+            payment.status = "authorized"
         else:
             sender.balance -= payment.amount
             receiver.balance += payment.amount
