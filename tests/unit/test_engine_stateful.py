@@ -273,6 +273,37 @@ class EngineMachine(RuleBasedStateMachine):
         refundable = self._refundable()
         self._refund(refundable[pick % len(refundable)], amount, description, False, key)
 
+    @rule(
+        sender=accounts,
+        receiver=accounts,
+        amount=st.integers(1, 500),
+        refunded=REFUNDS,
+        description=DESCRIPTIONS,
+    )
+    def pay_and_refund(
+        self,
+        sender: str,
+        receiver: str,
+        amount: int,
+        refunded: int | None,
+        description: str | None,
+    ) -> None:
+        """A small transfer between two accounts of one currency, judged at once, then
+        refunded: so that there are refunds to settle."""
+        if sender == receiver or self.model[sender].currency != self.model[receiver].currency:
+            return
+        submitted = len(self.payments)
+        key = f"paid-{next(self._serial)}"
+        self.submit(sender, receiver, amount, False, False, key, False)
+        if len(self.payments) == submitted:
+            return  # refused (too much pending): the model says so
+        payment = self.payments[-1]
+        self._judge(payment)
+        settled = settle_payment(self.db, payment.id)
+        assert settled is not None
+        assert (settled.status, settled.failure_code) == (payment.status, payment.failure_code)
+        self._refund(payment, refunded, description, False, key)
+
     @precondition(lambda self: self.payments)
     @rule(
         pick=st.integers(0, 10_000),
