@@ -67,15 +67,18 @@ class AuditedDatabase:
             }
 
     def assert_invariants(self) -> None:
-        """G2 and G3, asked directly: one debit and one credit per completed payment,
-        none for any other, money conserved, nothing negative."""
+        """G2, G3 and G8, asked directly: one debit and one credit of what it moved per
+        completed payment, none for any other, money conserved, nothing negative, every
+        account's held the sum of its authorized payments, no capture above its
+        authorization."""
+        moved = "coalesce(p.captured_amount, p.amount)"
         debit = (
             "sum(CASE WHEN e.direction = 'debit' AND e.account_id = p.from_account_id"
-            " AND e.amount = p.amount THEN 1 ELSE 0 END)"
+            f" AND e.amount = {moved} THEN 1 ELSE 0 END)"
         )
         credit = (
             "sum(CASE WHEN e.direction = 'credit' AND e.account_id = p.to_account_id"
-            " AND e.amount = p.amount THEN 1 ELSE 0 END)"
+            f" AND e.amount = {moved} THEN 1 ELSE 0 END)"
         )
         with self.connect() as conn:
             conn.execute("BEGIN" if isinstance(conn, sqlite3.Connection) else _SNAPSHOT)
@@ -91,13 +94,28 @@ class AuditedDatabase:
             ).fetchall()
             balances = conn.execute("SELECT coalesce(sum(balance), 0) FROM accounts").fetchone()
             deposits = conn.execute("SELECT coalesce(sum(amount), 0) FROM deposits").fetchone()
-            negative = conn.execute("SELECT id, balance FROM accounts WHERE balance < 0").fetchall()
+            negative = conn.execute(
+                "SELECT id, balance, held FROM accounts WHERE balance < 0 OR balance < held"
+            ).fetchall()
+            wrong_held = conn.execute(
+                """
+                SELECT a.id, a.held, coalesce(sum(p.amount), 0) FROM accounts AS a
+                LEFT JOIN payments AS p ON p.from_account_id = a.id AND p.status = 'authorized'
+                GROUP BY a.id, a.held HAVING a.held <> coalesce(sum(p.amount), 0)
+                """
+            ).fetchall()
+            over_captured = conn.execute(
+                "SELECT id, captured_amount, amount FROM payments"
+                " WHERE captured_amount < 1 OR captured_amount > amount"
+            ).fetchall()
             conn.execute("COMMIT")
         assert wrong_pairs == [], f"payments without exactly their ledger pair: {wrong_pairs}"
         assert tuple(balances) == tuple(deposits), (
             f"sum of balances {balances} != sum of deposits {deposits}"
         )
-        assert negative == [], f"negative balances: {negative}"
+        assert negative == [], f"negative balances or available: {negative}"
+        assert wrong_held == [], f"held is not the sum of authorized payments: {wrong_held}"
+        assert over_captured == [], f"captures above their authorization: {over_captured}"
 
 
 class BrokerState:
