@@ -12,6 +12,7 @@ COPY jobs ./jobs
 COPY shared ./shared
 COPY cli ./cli
 COPY bench ./bench
+COPY p2p_client ./p2p_client
 RUN pip install --no-cache-dir . \
     && useradd --create-home --uid 10001 p2p \
     && mkdir /data && chown p2p /data

@@ -16,8 +16,8 @@ from api.fast_lane import TransferFastLane
 from api.limiter import RateLimiter
 from api.metrics import ApiMetrics
 from api.middleware import AuthenticationMiddleware, BodyMiddleware
-from api.routes import accounts, health, holds, payments, refunds, users
-from api.waiter import PaymentWaiter
+from api.routes import accounts, events, health, holds, payments, refunds, users
+from api.waiter import Waiter
 from jobs.producer import SettlementQueue
 from shared.committer import GroupCommitter
 from shared.settings import Settings
@@ -45,7 +45,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        waiter = PaymentWaiter(db)
+        waiter = Waiter(db)
         writer = GroupCommitter(db)
         limiter = RateLimiter.from_settings(settings, shared=shared_limits)
         signups = RateLimiter.for_sign_ups(settings, shared=shared_limits)
@@ -72,7 +72,7 @@ def create_app(
         redirect_slashes=False,
     )
     problems.install(app)
-    for module in (users, accounts, payments, holds, refunds, health):
+    for module in (users, accounts, payments, holds, refunds, events, health):
         app.include_router(module.router)
     # Added last is outermost: the size limit comes before authentication, and
     # authentication before FastAPI reads the body or the fast lane answers a transfer.

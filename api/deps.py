@@ -12,7 +12,7 @@ from fastapi import Depends, Header, Request, Response
 from api.limiter import RateLimiter, rate_limit_headers
 from api.metrics import ApiMetrics
 from api.problems import ApiProblem, unauthorized
-from api.waiter import PaymentWaiter
+from api.waiter import Waiter
 from jobs.producer import SettlementQueue
 from shared.committer import Batched, GroupCommitter, Item
 from shared.records import User
@@ -39,7 +39,7 @@ class Services:
     db: Database
     writer: GroupCommitter
     queue: SettlementQueue
-    waiter: PaymentWaiter
+    waiter: Waiter
     metrics: ApiMetrics
     limiter: RateLimiter | None
     """``None`` when ``P2P_RATE_LIMIT_PER_S`` or ``P2P_RATE_LIMIT_BURST`` is 0."""

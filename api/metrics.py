@@ -9,6 +9,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from jobs.producer import SettlementQueue
+from shared.event_metrics import EventsWritten
 
 
 class _QueueCollector(Collector):
@@ -30,6 +31,8 @@ class ApiMetrics:
         self._also = also
         self.registry = CollectorRegistry()
         self.registry.register(_QueueCollector(queue))
+        if also is None:  # else ``also`` (the worker's, in this process) counts them
+            self.registry.register(EventsWritten())
         self.requests = Counter(
             "p2p_http_requests",
             "HTTP requests answered, by method, route template and status.",

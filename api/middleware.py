@@ -1,18 +1,23 @@
 """Pure ASGI middleware: body size limit and authentication.
 
 Authentication runs before FastAPI reads the body, so no request without a valid key
-gets past ``401``, not even to a ``422``.
+gets past ``401``, not even to a ``422``; nor a request of a signing key whose signature
+does not verify.
 """
 
 from __future__ import annotations
 
+import time
+import urllib.parse
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.problems import KEY_REQUIRED, problem
+from api.problems import KEY_REQUIRED, problem, status_of
 from shared import logs
-from shared.records import User
+from shared.errors import SignatureInvalid
+from shared.signatures import SignedRequest, verify_request
 from shared.store import Database
-from shared.users import authenticate, key_id_of
+from shared.users import KeyHolder, authenticate_key
 
 PUBLIC_PATHS = frozenset(
     {"/users", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"}
@@ -78,7 +83,9 @@ class BodyMiddleware:
 
 class AuthenticationMiddleware:
     """Puts the caller's ``User`` in ``request.state.user`` and the id of the key it used
-    in ``request.state.api_key_id``, or answers ``401``.
+    in ``request.state.api_key_id``, or answers ``401``. A key with ``signing: required``
+    must also have signed the request, body included (``shared.signatures``), or it is
+    ``401 signature_invalid`` before anything downstream sees it.
 
     The key is looked up on every request, so a revoked key is refused at once by every
     API process. It is one indexed read, run as the store says a read from the event
@@ -94,21 +101,85 @@ class AuthenticationMiddleware:
             await self.app(scope, receive, send)
             return
         token = _bearer_token(scope)
-        user = None if token is None else await self._authenticate(token)
-        if token is None or user is None:
+        holder = None if token is None else await self._authenticate(token)
+        if holder is None:
             response = problem(
                 401, "unauthorized", KEY_REQUIRED, headers={"WWW-Authenticate": "Bearer"}
             )
             await response(scope, receive, send)
             return
+        if holder.signing_secret is not None:
+            body, receive = await _buffered(receive)
+            try:
+                verify_request(
+                    _signed_request(scope, body),
+                    key_id=holder.key_id,
+                    secret=holder.signing_secret,
+                    now=time.time(),
+                )
+            except SignatureInvalid as error:
+                await problem(status_of(error), error.code, error.detail)(scope, receive, send)
+                return
         state = scope.setdefault("state", {})
-        state["user"] = user
-        state["api_key_id"] = key_id_of(token)
-        logs.bind(user_id=user.id)
+        state["user"] = holder.user
+        state["api_key_id"] = holder.key_id
+        logs.bind(user_id=holder.user.id)
         await self.app(scope, receive, send)
 
-    async def _authenticate(self, token: str) -> User | None:
-        return await self.db.read_from_event_loop(authenticate, self.db, token)
+    async def _authenticate(self, token: str) -> KeyHolder | None:
+        return await self.db.read_from_event_loop(authenticate_key, self.db, token)
+
+
+async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole body (``BodyMiddleware`` has read and size-checked it), and a ``receive``
+    that gives it once more, then the client's own messages."""
+    chunks: list[bytes] = []
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    body = b"".join(chunks)
+    given = False
+
+    async def again() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return body, again
+
+
+def _signed_request(scope: Scope, body: bytes) -> SignedRequest:
+    headers = [
+        (bytes(name).decode("latin-1").lower(), bytes(value).decode("latin-1"))
+        for name, value in scope["headers"]
+    ]
+    authority = next((value for name, value in headers if name == "host"), None)
+    if authority is None:
+        host, port = scope.get("server") or ("", None)
+        authority = host if port is None else f"{host}:{port}"
+    # raw_path is the path as sent, percent-encoding and all; some servers leave the
+    # query on it.
+    raw_path = scope.get("raw_path")
+    path = (
+        bytes(raw_path).split(b"?", 1)[0].decode("latin-1")
+        if raw_path
+        else urllib.parse.quote(scope["path"])
+    )
+    return SignedRequest(
+        method=scope["method"],
+        scheme=scope.get("scheme", "http"),
+        authority=authority,
+        path=path,
+        query=bytes(scope.get("query_string", b"")).decode("latin-1"),
+        headers=headers,
+        body=body,
+    )
 
 
 def _declares_json(scope: Scope) -> bool:

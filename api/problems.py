@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 
 _STATUS: dict[type[errors.P2PError], int] = {
+    errors.SignatureInvalid: 401,
     errors.NotFound: 404,
     errors.EmailTaken: 409,
     errors.AccountFrozen: 409,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -17,8 +17,16 @@ from pydantic import (
 )
 
 from shared.currencies import ISO_4217
+from shared.enums import EventType
 from shared.payments import Transfer
-from shared.records import AccountStatus, CaptureMode, Direction, FailureCode, PaymentStatus
+from shared.records import (
+    AccountStatus,
+    CaptureMode,
+    Direction,
+    FailureCode,
+    PaymentStatus,
+    Signing,
+)
 from shared.refunds import Refund
 
 T = TypeVar("T")
@@ -197,16 +205,33 @@ class UserCreated(UserPublic):
     api_key: str = Field(description="Shown once; only its hash is stored.")
 
 
+_SIGNING = (
+    "`required`: every request made with the key must be signed (RFC 9421, `hmac-sha256`),"
+    " or it is refused `401 signature_invalid`."
+)
+
+
+class ApiKeyCreate(_Body):
+    signing: Literal["none", "required"] = Field("none", description=_SIGNING)
+
+
 class ApiKeyPublic(_Out):
     id: str = Field(description="`key_` + the 16 hex digits that follow `p2p_` in the key.")
     created_at: datetime
     revoked_at: datetime | None
+    signing: Signing = Field(description=_SIGNING)
 
 
 class ApiKeyCreated(_Out):
     id: str
     api_key: str = Field(description="Shown once; only its hash is stored.")
     created_at: datetime
+    signing: Signing = Field(description=_SIGNING)
+    signing_secret: str | None = Field(
+        None,
+        description="Only for `signing: required`, shown once: the HMAC key of the signatures"
+        " is its UTF-8 bytes.",
+    )
 
 
 class AccountPublic(_Out):
@@ -266,6 +291,19 @@ class LedgerEntryPublic(_Out):
     payment_id: str | None
     deposit_id: str | None
     created_at: datetime
+
+
+class EventData(BaseModel):
+    object: dict[str, Any] = Field(
+        description="The payment, deposit or account as the caller reads it at that moment."
+    )
+
+
+class EventPublic(BaseModel):
+    id: str
+    type: EventType
+    created_at: datetime
+    data: EventData
 
 
 class ListPage(BaseModel, Generic[T]):

@@ -6,6 +6,7 @@ from collections.abc import Collection
 
 from shared.clock import new_id, to_text, utcnow
 from shared.errors import AccountFrozen, BalanceLimitExceeded, IdempotencyKeyReused, NotFound
+from shared.events import account_event, deposit_event, record_events
 from shared.idempotency import fingerprint
 from shared.pages import cursor_bound, page_of
 from shared.records import Account, AccountState, AccountStatus, Deposit, LedgerEntry, Page
@@ -43,7 +44,8 @@ def list_accounts(db: Database, user_id: str, *, limit: int, cursor: str | None)
 
 
 def set_status(conn: Connection, user_id: str, account_id: str, status: AccountStatus) -> Account:
-    """Freeze or unfreeze; setting the status it has already is a no-op.
+    """Freeze or unfreeze, with its ``account.updated`` event; setting the status it has
+    already is a no-op, and tells nobody.
 
     Raises:
         NotFound: no such account, or another user's.
@@ -55,7 +57,9 @@ def set_status(conn: Connection, user_id: str, account_id: str, status: AccountS
         "UPDATE accounts SET status = ?, updated_at = ? WHERE id = ?",
         (status.value, to_text(utcnow()), account_id),
     )
-    return _owned(conn, user_id, account_id)
+    updated = _owned(conn, user_id, account_id)
+    record_events(conn, [account_event(updated)])
+    return updated
 
 
 def deposit(
@@ -67,7 +71,8 @@ def deposit(
     description: str | None,
     idempotency_key: str,
 ) -> tuple[Deposit, bool]:
-    """Money in from outside, at once; returns the deposit and whether it is a replay.
+    """Money in from outside, at once, with its ``deposit.created`` event; returns the
+    deposit and whether it is a replay.
 
     Raises:
         NotFound: no such account, or another user's.
@@ -109,7 +114,9 @@ def deposit(
         (new_id("led"), account_id, amount, account.balance + amount, deposit_id, now),
     )
     row = conn.execute(f"{_DEPOSIT_SELECT} WHERE deposits.id = ?", (deposit_id,)).fetchone()
-    return Deposit.from_row(row), False
+    made = Deposit.from_row(row)
+    record_events(conn, [deposit_event(user_id, made)])
+    return made, False
 
 
 def list_ledger(

@@ -18,6 +18,8 @@ from datetime import datetime, timedelta
 from shared import failures
 from shared.accounts import MAX_BALANCE, change_held, change_pending_out
 from shared.clock import from_text, new_id, to_text, utcnow
+from shared.enums import EventType
+from shared.events import PaymentOwners, payment_events, record_events
 from shared.records import AccountStatus, CaptureMode, FailureCode, Payment, PaymentStatus
 from shared.refunds import RefundBook
 from shared.store import Connection, Database, Row, chunks, marks, rows
@@ -54,7 +56,7 @@ def _settle_one(conn: Connection, payment_id: str) -> tuple[Payment | None, bool
     payment = Payment.from_row(row)
     if payment.status is not PaymentStatus.PENDING:
         return payment, False
-    (settled,) = _settle_all(conn, [payment], utcnow())
+    (settled,) = _settle_all(conn, [row], utcnow())
     return settled, True
 
 
@@ -86,7 +88,7 @@ def _settle_oldest(
 ) -> list[Payment]:
     now = utcnow()
     rows = _oldest_pending(conn, limit=limit, older_than=older_than, skip=skip, now=now, claim=True)
-    return _settle_all(conn, [Payment.from_row(row) for row in rows], now)
+    return _settle_all(conn, rows, now)
 
 
 def pending_ids(
@@ -152,8 +154,9 @@ def payment_status(db: Database, payment_id: str) -> PaymentStatus | None:
     return None if row is None else PaymentStatus(row["status"])
 
 
-def _settle_all(conn: Connection, payments: Sequence[Payment], now: datetime) -> list[Payment]:
-    """Settle these pending payments, judged one after the other in this order.
+def _settle_all(conn: Connection, payment_rows: Sequence[Row], now: datetime) -> list[Payment]:
+    """Settle these pending payments (their rows), judged one after the other in this
+    order.
 
     The accounts are read once, locked; each payment is judged against them as the
     payments before it left them, so every outcome is the one it would have had alone.
@@ -161,10 +164,12 @@ def _settle_all(conn: Connection, payments: Sequence[Payment], now: datetime) ->
     sender (spent from ``available`` like a transfer), and nothing moves yet. Then a few
     statements write the whole group: its ledger entries in order (each moves its
     account's balance, and the database checks it continues the one before), the new
-    holds, the senders' ``pending_out`` released, and the payments' outcomes.
+    holds, the senders' ``pending_out`` released, the payments' outcomes, and last their
+    events.
     """
-    if not payments:
+    if not payment_rows:
         return []  # an idle sweep or settler-ahead pass: no statement at all
+    payments = [Payment.from_row(row) for row in payment_rows]
     refunds = RefundBook(conn, payments)
     accounts = lock_ledger_accounts(
         conn,
@@ -229,7 +234,25 @@ def _settle_all(conn: Connection, payments: Sequence[Payment], now: datetime) ->
         " completed_at = ? WHERE id = ?",
         failed,
     )
+    record_events(
+        conn,
+        [
+            event
+            for payment, row in zip(settled, payment_rows, strict=True)
+            for event in payment_events(
+                _SETTLED_AS[payment.status],
+                [PaymentOwners(payment, row["from_user_id"], row["to_user_id"])],
+            )
+        ],
+    )
     return settled
+
+
+_SETTLED_AS = {
+    PaymentStatus.COMPLETED: EventType.PAYMENT_COMPLETED,
+    PaymentStatus.FAILED: EventType.PAYMENT_FAILED,
+    PaymentStatus.AUTHORIZED: EventType.PAYMENT_AUTHORIZED,
+}
 
 
 Entry = tuple[str, str, str, int, int, str, str]

@@ -50,3 +50,16 @@ class PaymentActionKind(enum.StrEnum):
 class Direction(enum.StrEnum):
     DEBIT = "debit"
     CREDIT = "credit"
+
+
+class EventType(enum.StrEnum):
+    """What an event says happened; the contract names every one (docs/api.md)."""
+
+    PAYMENT_CREATED = "payment.created"
+    PAYMENT_AUTHORIZED = "payment.authorized"
+    PAYMENT_COMPLETED = "payment.completed"
+    PAYMENT_FAILED = "payment.failed"
+    PAYMENT_VOIDED = "payment.voided"
+    PAYMENT_EXPIRED = "payment.expired"
+    DEPOSIT_CREATED = "deposit.created"
+    ACCOUNT_UPDATED = "account.updated"

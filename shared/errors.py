@@ -79,6 +79,14 @@ class LastApiKey(P2PError):
     code = "last_api_key"
 
 
+class SignatureInvalid(P2PError):
+    """A request made with a key that has ``signing: required`` is not signed as RFC 9421
+    and the service require: missing, malformed, by another key, not verifying, too old or
+    too new, not covering what it must, or its body not matching its ``Content-Digest``."""
+
+    code = "signature_invalid"
+
+
 class PaymentNotAuthorized(P2PError):
     """A capture or a void of a payment that is not ``authorized`` (still pending, or
     ended already: completed, failed, voided or expired)."""

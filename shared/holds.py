@@ -22,7 +22,7 @@ from shared import failures
 from shared.accounts import MAX_BALANCE, change_held
 from shared.clock import from_text, to_text, utcnow
 from shared.engine import insert_entries, lock_ledger_accounts, move
-from shared.enums import PaymentActionKind
+from shared.enums import EventType, PaymentActionKind
 from shared.errors import (
     AccountFrozen,
     BalanceLimitExceeded,
@@ -31,6 +31,7 @@ from shared.errors import (
     NotFound,
     PaymentNotAuthorized,
 )
+from shared.events import PaymentOwners, payment_events, record_events
 from shared.idempotency import fingerprint
 from shared.records import Payment, PaymentStatus
 from shared.store import Connection, Database, Row, chunks, marks
@@ -172,7 +173,8 @@ def _answered(
     request_hash: str,
     render: Render,
 ) -> ActionAnswer:
-    """The answer to a capture or void that ended the authorization, kept for replays."""
+    """The answer to a capture or void that ended the authorization, kept for replays;
+    last, the event of its ending for the owners of both sides."""
     row = conn.execute("SELECT * FROM payments WHERE id = ?", (payment_id,)).fetchone()
     body = render(_seen_by_receiver(row, user_id))
     conn.execute(
@@ -180,7 +182,17 @@ def _answered(
         " status_code, response, created_at) VALUES (?, ?, ?, ?, 200, ?, ?)",
         (payment_id, idempotency_key, request_hash, kind.value, body, to_text(utcnow())),
     )
+    event = (
+        EventType.PAYMENT_COMPLETED
+        if kind is PaymentActionKind.CAPTURE
+        else EventType.PAYMENT_VOIDED
+    )
+    record_events(conn, payment_events(event, [_owners(row)]))
     return ActionAnswer(200, body, False)
+
+
+def _owners(row: Row) -> PaymentOwners:
+    return PaymentOwners(Payment.from_row(row), row["from_user_id"], row["to_user_id"])
 
 
 def _seen_by_receiver(row: Row, user_id: str) -> Payment:
@@ -203,9 +215,10 @@ def _expire_due(conn: Connection, *, limit: int, now: datetime) -> list[Payment]
         "SELECT * FROM payments WHERE status = 'authorized' AND expires_at <= ?"
         " ORDER BY expires_at LIMIT ?"
     )
-    due = [Payment.from_row(row) for row in conn.execute(select, (stamp, limit))]
-    if not due:
+    rows = conn.execute(select, (stamp, limit)).fetchall()
+    if not rows:
         return []
+    due = [Payment.from_row(row) for row in rows]
     released: dict[str, int] = {}
     for payment in due:
         released[payment.from_account_id] = (
@@ -220,4 +233,15 @@ def _expire_due(conn: Connection, *, limit: int, now: datetime) -> list[Payment]
             [stamp, *chunk],
         )
     ended = from_text(stamp)
-    return [replace(p, status=PaymentStatus.EXPIRED, completed_at=ended) for p in due]
+    expired = [replace(p, status=PaymentStatus.EXPIRED, completed_at=ended) for p in due]
+    record_events(
+        conn,
+        payment_events(
+            EventType.PAYMENT_EXPIRED,
+            [
+                PaymentOwners(payment, row["from_user_id"], row["to_user_id"])
+                for payment, row in zip(expired, rows, strict=True)
+            ],
+        ),
+    )
+    return expired

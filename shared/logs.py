@@ -24,8 +24,9 @@ LogFormat = Literal["json", "text"]
 
 REDACTED = "[redacted]"
 
-# An API key is p2p_ + 64 hex; 16 hex already name a key, so a truncated one goes too.
-_SECRET = re.compile(r"(p2p_)[0-9a-f]{16,}|(bearer)(?:\s|\\[trn])+[^\s\"\\]+", re.IGNORECASE)
+# An API key is p2p_ + 64 hex, a signing secret sks_ + 64 hex; 16 hex already name a key,
+# so a truncated one goes too.
+_SECRET = re.compile(r"(p2p_|sks_)[0-9a-f]{16,}|(bearer)(?:\s|\\[trn])+[^\s\"\\]+", re.IGNORECASE)
 
 # What every LogRecord has; anything else on a record came from ``extra=``. uvicorn
 # passes its message again with terminal colours as ``color_message``: not a field.
@@ -79,7 +80,8 @@ def current_fields() -> Mapping[str, str]:
 
 
 def redact(line: str) -> str:
-    """``line`` with API keys and Bearer credentials replaced by ``[redacted]``."""
+    """``line`` with API keys, signing secrets and Bearer credentials replaced by
+    ``[redacted]``."""
     return _SECRET.sub(_redacted, line)
 
 

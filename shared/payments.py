@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from shared import failures
 from shared.accounts import MAX_BALANCE, change_pending_out, find_accounts, owned_account
 from shared.clock import from_text, new_id, to_text, utcnow
+from shared.enums import EventType
 from shared.errors import (
     BalanceLimitExceeded,
     CurrencyMismatch,
@@ -16,6 +17,7 @@ from shared.errors import (
     P2PError,
     SameAccount,
 )
+from shared.events import PaymentOwners, payment_events, record_events
 from shared.idempotency import fingerprint
 from shared.pages import cursor_bound, page_of
 from shared.records import AccountState, CaptureMode, Page, Payment, PaymentStatus
@@ -93,8 +95,9 @@ def submit_transfers(conn: Connection, requests: Sequence[TransferRequest]) -> l
     returned, not raised, and writes nothing).
 
     However many requests, this is a few statements: the accounts read (the senders'
-    locked), the payments their keys made before, then every new payment in one insert
-    and the senders' ``pending_out`` in one update.
+    locked), the payments their keys made before, then every new payment in one insert,
+    the senders' ``pending_out`` in one update and the ``payment.created`` events in one
+    insert.
     """
     if not requests:
         return []
@@ -122,6 +125,13 @@ def submit_transfers(conn: Connection, requests: Sequence[TransferRequest]) -> l
             for account_id, total in pending_out.items()
             if total != accounts[account_id].pending_out
         },
+    )
+    record_events(
+        conn,
+        payment_events(
+            EventType.PAYMENT_CREATED,
+            (PaymentOwners(n.payment, n.from_user_id, n.to_user_id) for n in new),
+        ),
     )
     return outcomes
 

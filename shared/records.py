@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -16,6 +17,14 @@ from shared.enums import PaymentStatus as PaymentStatus
 from shared.store import Row
 
 T = TypeVar("T")
+
+
+class Signing(enum.StrEnum):
+    """Whether a key's requests must be signed (RFC 9421, ``shared.signatures``): read
+    from whether the key has a signing secret, so no column holds it."""
+
+    NONE = "none"
+    REQUIRED = "required"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +46,16 @@ class ApiKey:
     id: str
     created_at: datetime
     revoked_at: datetime | None
+    signing: Signing
 
     @classmethod
     def from_row(cls, row: Row) -> ApiKey:
         revoked_at = row["revoked_at"]
         return cls(
-            row["id"], from_text(row["created_at"]), from_text(revoked_at) if revoked_at else None
+            row["id"],
+            from_text(row["created_at"]),
+            from_text(revoked_at) if revoked_at else None,
+            Signing.NONE if row["signing_secret"] is None else Signing.REQUIRED,
         )
 
 

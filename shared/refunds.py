@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from shared import failures
 from shared.accounts import MAX_BALANCE, change_pending_out, find_accounts
 from shared.clock import from_text, new_id, to_text, utcnow
+from shared.enums import EventType
 from shared.errors import (
     BalanceLimitExceeded,
     IdempotencyKeyReused,
@@ -31,6 +32,7 @@ from shared.errors import (
     PaymentNotRefundable,
     RefundExceedsPayment,
 )
+from shared.events import PaymentOwners, payment_events, record_events
 from shared.idempotency import fingerprint
 from shared.records import FailureCode, Payment, PaymentStatus
 from shared.store import Connection, Row, chunks, marks
@@ -76,16 +78,16 @@ def submit_refund(
     original = Payment.from_row(row)
     key = refund_key(original.id, idempotency_key)
     request_hash = refund.fingerprint()
-    made = conn.execute(
+    before = conn.execute(
         "SELECT * FROM payments WHERE from_account_id = ? AND idempotency_key = ?",
         (original.to_account_id, key),
     ).fetchone()
-    if made is not None:
-        if made["request_hash"] != request_hash:
+    if before is not None:
+        if before["request_hash"] != request_hash:
             raise IdempotencyKeyReused(
                 "this Idempotency-Key was used on this payment for a different refund"
             )
-        return _seen_by(made, user_id), True
+        return _seen_by(before, user_id), True
     if original.refund_of is not None:
         raise PaymentNotRefundable(f"payment {original.id} is a refund: it cannot be refunded")
     if original.status is not PaymentStatus.COMPLETED:
@@ -134,7 +136,7 @@ def submit_refund(
         (amount, original.id),
     )
     change_pending_out(conn, {original.to_account_id: amount})
-    return Payment(
+    made = Payment(
         id=refund_id,
         from_account_id=original.to_account_id,
         to_account_id=original.from_account_id,
@@ -147,7 +149,10 @@ def submit_refund(
         created_at=from_text(created_at),
         completed_at=None,
         refund_of=original.id,
-    ), False
+    )
+    owners = PaymentOwners(made, row["to_user_id"], row["from_user_id"])
+    record_events(conn, payment_events(EventType.PAYMENT_CREATED, [owners]))
+    return made, False
 
 
 def _seen_by(row: Row, user_id: str) -> Payment:

@@ -15,9 +15,9 @@ Money invariants live here, not only in Python: balances and amounts are checked
 integers, each idempotency scope and each payment's debit and credit are unique, the
 ledger is append-only, every entry's running balance continues the one before it, a
 completed payment has exactly its debit and its credit of what it moved (migrations 4
-and 5), held money never passes the balance, a payment's status only moves forward
+and 7), held money never passes the balance, a payment's status only moves forward
 (pending, then authorized, then final), and refunds never pass what a payment moved
-(migration 5).
+(migration 7).
 
 A migration that has run somewhere never changes: ``tests/unit/test_schema_history.py``
 pins each one's text. Adding a member to an enum therefore takes a new migration that
@@ -34,6 +34,7 @@ from shared.enums import (
     AccountStatus,
     CaptureMode,
     Direction,
+    EventType,
     FailureCode,
     PaymentActionKind,
     PaymentStatus,
@@ -445,7 +446,37 @@ _POSTGRES_PAIRING = f"""
         WHEN (NEW.payment_id IS NOT NULL) EXECUTE FUNCTION ledger_entries_paired();
     """
 
-# 5: holds, refunds and batches. Accounts gain ``held`` (the sum of their authorized
+# 5: signed requests. A key with signing: required keeps the secret its requests are
+# signed with; NULL is a key without signing. HMAC needs the secret itself, so it is
+# stored as issued, not hashed (docs/operations.md, API keys).
+_API_KEYS_SIGNING = """
+    ALTER TABLE api_keys ADD COLUMN signing_secret TEXT;
+    """
+
+
+# 6: events, the outbox (shared.events): each written in the transaction of the change
+# it tells of, one row per user who may read it, holding the object as that user reads
+# it. ``seq`` is the feed's order and must be commit order and never reused: SQLite's
+# AUTOINCREMENT never hands out a number again, even once the newest rows are pruned
+# (a plain rowid would), and one writer at a time makes its order commit order;
+# PostgreSQL's identity column is drawn under a lock held until the commit
+# (``Engine.order_commits``). A user's feed is one range scan of ``events_user``.
+def _events(seq: str) -> str:
+    types = _check_in("type", EventType, at=27)
+    return f"""
+    CREATE TABLE events (
+        seq {seq},
+        id TEXT NOT NULL UNIQUE,
+        user_id TEXT NOT NULL REFERENCES users (id),
+        type TEXT NOT NULL {types},
+        object TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX events_user ON events (user_id, seq);
+    """
+
+
+# 7: holds, refunds and batches. Accounts gain ``held`` (the sum of their authorized
 # payments), which never passes the balance, so that available = balance - held is never
 # negative. Payments gain how they are captured, what an authorization reserved and
 # captured, what their refunds reserved and moved, and their place in a batch; statuses
@@ -479,7 +510,7 @@ _PAYMENT_COLUMNS_1 = (
     " description, status, failure_code, failure_detail, idempotency_key, request_hash,"
     " created_at, completed_at"
 )
-_PAYMENT_COLUMNS_5 = (
+_PAYMENT_COLUMNS_7 = (
     *_PAYMENT_COLUMNS_1.split(", "),
     "capture",
     "hold_seconds",
@@ -495,8 +526,8 @@ _REFUND_COLUMNS = ("refunded_amount", "refund_reserved")
 _CAPTURE_COLUMNS = ("status", "captured_amount", "completed_at")
 
 
-def _payment_columns_5(e: _Engine) -> list[str]:
-    """The columns migration 5 adds to ``payments``."""
+def _payment_columns_7(e: _Engine) -> list[str]:
+    """The columns migration 7 adds to ``payments``."""
     return [
         f"capture TEXT NOT NULL DEFAULT {_quoted(CaptureMode.AUTOMATIC)}"
         f" CHECK (capture IN {_in(CaptureMode)})",
@@ -511,7 +542,7 @@ def _payment_columns_5(e: _Engine) -> list[str]:
     ]
 
 
-_PAYMENT_CHECKS_5 = {
+_PAYMENT_CHECKS_7 = {
     "payments_status_check": f"status IN {_in(PaymentStatus)}",
     "payments_failure_code_check": f"failure_code IN {_in(FailureCode)}",
     "payments_completed_at_once_final": (
@@ -552,20 +583,20 @@ def _changed(columns: Iterable[str], *, differ: str) -> str:
 
 
 def _final_changed(differ: str) -> str:
-    return _changed([c for c in _PAYMENT_COLUMNS_5 if c not in _REFUND_COLUMNS], differ=differ)
+    return _changed([c for c in _PAYMENT_COLUMNS_7 if c not in _REFUND_COLUMNS], differ=differ)
 
 
 def _authorization_changed(differ: str) -> str:
-    return _changed([c for c in _PAYMENT_COLUMNS_5 if c not in _CAPTURE_COLUMNS], differ=differ)
+    return _changed([c for c in _PAYMENT_COLUMNS_7 if c not in _CAPTURE_COLUMNS], differ=differ)
 
 
 _SETTLED_CHANGES = "a settled payment cannot change"
 _AUTHORIZATION_ENDS_ONLY = "an authorization ends captured, voided or expired, and only so"
 _PENDING_ENDS_ONLY = "a pending payment becomes completed, failed or authorized"
-_UNPAIRED_5 = "a completed payment has one debit and one credit of what it moved"
+_UNPAIRED_7 = "a completed payment has one debit and one credit of what it moved"
 
 
-def _accounts_and_tables_5(e: _Engine) -> str:
+def _accounts_and_tables_7(e: _Engine) -> str:
     """What both engines add the same way: ``batches``, ``payment_actions``."""
     return f"""
     CREATE TABLE batches (
@@ -583,7 +614,7 @@ def _accounts_and_tables_5(e: _Engine) -> str:
     """
 
 
-def _payment_actions_5(e: _Engine) -> str:
+def _payment_actions_7(e: _Engine) -> str:
     """A capture's or a void's first answer, replayed to its ``Idempotency-Key``."""
     return f"""
     CREATE TABLE payment_actions (
@@ -603,23 +634,23 @@ def _payment_actions_5(e: _Engine) -> str:
     """
 
 
-def _sqlite_payments_5() -> str:
+def _sqlite_payments_7() -> str:
     """SQLite cannot change a ``CHECK``: ``payments`` is made again. Its rows are kept
     aside, the table dropped and made anew under its own name, and the rows put back:
     the ledger's entries then reference the new table, and the foreign keys they broke
     for a moment (deferred to the commit) hold again once their payments are back."""
     e = _SQLITE
-    columns = ",\n        ".join(_payment_columns_5(e))
+    columns = ",\n        ".join(_payment_columns_7(e))
     checks = ",\n        ".join(
-        f"CONSTRAINT {name} CHECK ({rule})" for name, rule in _PAYMENT_CHECKS_5.items()
+        f"CONSTRAINT {name} CHECK ({rule})" for name, rule in _PAYMENT_CHECKS_7.items()
     )
     return f"""
     ALTER TABLE accounts ADD COLUMN {e.money("held", ">= 0", default=0)}
         CONSTRAINT accounts_held_within_balance CHECK (held <= balance);
-    {_accounts_and_tables_5(e)}
+    {_accounts_and_tables_7(e)}
     PRAGMA defer_foreign_keys = ON;
     DROP TRIGGER ledger_entries_of_pending_payments;
-    CREATE TEMP TABLE payments_v4 AS SELECT * FROM payments;
+    CREATE TEMP TABLE payments_before AS SELECT * FROM payments;
     DROP TABLE payments;
     CREATE TABLE payments (
         seq {e.seq},
@@ -646,14 +677,14 @@ def _sqlite_payments_5() -> str:
         {checks}
     );
     INSERT INTO payments ({_PAYMENT_COLUMNS_1})
-        SELECT {_PAYMENT_COLUMNS_1} FROM temp.payments_v4 ORDER BY seq;
-    DROP TABLE temp.payments_v4;
+        SELECT {_PAYMENT_COLUMNS_1} FROM temp.payments_before ORDER BY seq;
+    DROP TABLE temp.payments_before;
     CREATE INDEX payments_pending ON payments (seq) WHERE status = 'pending';
     CREATE INDEX payments_from_account ON payments (from_account_id, seq);
     CREATE INDEX payments_to_account ON payments (to_account_id, seq);
     CREATE INDEX payments_from_user ON payments (from_user_id, seq);
     CREATE INDEX payments_to_user ON payments (to_user_id, seq);
-    {_payment_actions_5(e)}
+    {_payment_actions_7(e)}
     -- A payment's life (see above).
     CREATE TRIGGER payments_final BEFORE UPDATE ON payments
     WHEN OLD.status NOT IN {_in(_OPEN_STATUSES)} AND ({_final_changed("IS NOT")})
@@ -665,10 +696,10 @@ def _sqlite_payments_5() -> str:
     CREATE TRIGGER payments_pending_ends BEFORE UPDATE ON payments
     WHEN OLD.status = 'pending' AND NEW.status NOT IN {_in(_PENDING_ENDS)}
     BEGIN SELECT RAISE(ABORT, '{_PENDING_ENDS_ONLY}'); END;
-    {_SQLITE_PAIRING_5}"""
+    {_SQLITE_PAIRING_7}"""
 
 
-_SQLITE_WITHOUT_PAIR_5 = """NEW.status = 'completed' AND (
+_SQLITE_WITHOUT_PAIR_7 = """NEW.status = 'completed' AND (
         SELECT count(*) FROM ledger_entries
         WHERE payment_id = NEW.id AND amount = coalesce(NEW.captured_amount, NEW.amount)
           AND account_id = CASE direction
@@ -676,13 +707,13 @@ _SQLITE_WITHOUT_PAIR_5 = """NEW.status = 'completed' AND (
 
 # Migration 4's triggers, by the same names, for the new table and the new statuses:
 # entries are written while a payment is pending or authorized, then it is completed.
-_SQLITE_PAIRING_5 = f"""
+_SQLITE_PAIRING_7 = f"""
     CREATE TRIGGER payments_completed_paired BEFORE UPDATE OF status ON payments
-    WHEN OLD.status IN {_in(_OPEN_STATUSES)} AND {_SQLITE_WITHOUT_PAIR_5}
-    BEGIN SELECT RAISE(ABORT, '{_UNPAIRED_5}'); END;
+    WHEN OLD.status IN {_in(_OPEN_STATUSES)} AND {_SQLITE_WITHOUT_PAIR_7}
+    BEGIN SELECT RAISE(ABORT, '{_UNPAIRED_7}'); END;
     CREATE TRIGGER payments_inserted_paired BEFORE INSERT ON payments
-    WHEN {_SQLITE_WITHOUT_PAIR_5}
-    BEGIN SELECT RAISE(ABORT, '{_UNPAIRED_5}'); END;
+    WHEN {_SQLITE_WITHOUT_PAIR_7}
+    BEGIN SELECT RAISE(ABORT, '{_UNPAIRED_7}'); END;
     CREATE TRIGGER payments_failed_unpaired BEFORE UPDATE OF status ON payments
     WHEN OLD.status IN {_in(_OPEN_STATUSES)} AND {_SQLITE_WITH_ENTRIES}
     BEGIN SELECT RAISE(ABORT, '{_NOT_COMPLETED}'); END;
@@ -696,24 +727,24 @@ _SQLITE_PAIRING_5 = f"""
     """
 
 
-def _postgres_payments_5() -> str:
+def _postgres_payments_7() -> str:
     """PostgreSQL changes ``payments`` in place; its triggers keep their functions' names."""
     e = _POSTGRES
     added = ",\n        ".join(
-        [f"ADD COLUMN {column}" for column in _payment_columns_5(e)]
-        + [f"ADD CONSTRAINT {name} CHECK ({rule})" for name, rule in _PAYMENT_CHECKS_5.items()]
+        [f"ADD COLUMN {column}" for column in _payment_columns_7(e)]
+        + [f"ADD CONSTRAINT {name} CHECK ({rule})" for name, rule in _PAYMENT_CHECKS_7.items()]
     )
     return f"""
     ALTER TABLE accounts ADD COLUMN {e.money("held", ">= 0", default=0)},
         ADD CONSTRAINT accounts_held_within_balance CHECK (held <= balance);
-    {_accounts_and_tables_5(e)}
+    {_accounts_and_tables_7(e)}
     ALTER TABLE payments
         DROP CONSTRAINT payments_status_check,
         DROP CONSTRAINT payments_failure_code_check,
         DROP CONSTRAINT payments_check1,
         {added},
         ADD UNIQUE (batch_id, batch_index);
-    {_payment_actions_5(e)}
+    {_payment_actions_7(e)}
     -- A payment's life (see above).
     CREATE OR REPLACE FUNCTION payments_final() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -748,7 +779,7 @@ def _postgres_payments_5() -> str:
             FROM payments LEFT JOIN ledger_entries ON ledger_entries.payment_id = payments.id
             WHERE payments.id = NEW.id GROUP BY payments.seq;
         IF payment_status = 'completed' AND paired <> 2 THEN
-            RAISE EXCEPTION '{_UNPAIRED_5}'
+            RAISE EXCEPTION '{_UNPAIRED_7}'
                 USING ERRCODE = 'integrity_constraint_violation';
         ELSIF payment_status <> 'completed' AND entries <> 0 THEN
             RAISE EXCEPTION '{_NOT_COMPLETED}'
@@ -764,7 +795,9 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     _API_KEYS_BY_USER_AND_SEQ,
     _SQLITE_ENTRIES_MOVE_BALANCES,
     _SQLITE_PAIRING,
-    _sqlite_payments_5(),
+    _API_KEYS_SIGNING,
+    _events("INTEGER PRIMARY KEY AUTOINCREMENT"),
+    _sqlite_payments_7(),
 )
 """SQLite's migrations; the version is kept in ``PRAGMA user_version``."""
 
@@ -773,6 +806,8 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     _API_KEYS_BY_USER_AND_SEQ,
     _POSTGRES_ENTRIES_MOVE_BALANCES,
     _POSTGRES_PAIRING,
-    _postgres_payments_5(),
+    _API_KEYS_SIGNING,
+    _events(_POSTGRES.seq),
+    _postgres_payments_7(),
 )
 """PostgreSQL's migrations; the version is kept in the ``schema_version`` table."""

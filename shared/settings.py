@@ -229,6 +229,20 @@ class Settings(BaseSettings):
         description="Accounts, payments and deposits checked per reconciliation run (each kind).",
     )
 
+    event_retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="How long events stay in the feed (`GET /events`); the worker prunes"
+        " older ones.",
+    )
+    event_prune_interval_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="How often the worker prunes events past `P2P_EVENT_RETENTION_DAYS`;"
+        " `0` never prunes.",
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="`DEBUG`, `INFO`, `WARNING` or `ERROR`."
     )

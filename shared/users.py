@@ -2,7 +2,9 @@
 
 A key is ``p2p_`` + 16 hex digits naming it + 48 hex digits of secret; its id is
 ``key_`` + those 16 digits, so a key can be told apart from another without its secret,
-and a leaked one can be found by ``KEY_PATTERN``.
+and a leaked one can be found by ``KEY_PATTERN``. A key with ``signing: required`` also
+has a signing secret (``sks_`` + 64 hex digits), shown once too but stored as issued:
+verifying an HMAC takes the secret itself.
 """
 
 from __future__ import annotations
@@ -11,16 +13,18 @@ import hashlib
 import hmac
 import re
 import secrets
+from dataclasses import dataclass
 
 from shared.clock import new_id, to_text, utcnow
 from shared.errors import EmailTaken, LastApiKey, NotFound, TooManyApiKeys
 from shared.pages import cursor_bound, page_of
-from shared.records import ApiKey, Page, User
+from shared.records import ApiKey, Page, Signing, User
 from shared.store import Connection, Database
 
 KEY_PREFIX = "p2p_"
 KEY_PATTERN = r"\bp2p_[0-9a-f]{64}\b"
 """What a secret scanner should look for (docs/operations.md says so too)."""
+SIGNING_SECRET_PATTERN = r"\bsks_[0-9a-f]{64}\b"  # noqa: S105 (a pattern, no secret)
 _KEY = re.compile(r"p2p_([0-9a-f]{16})([0-9a-f]{48})")
 
 
@@ -45,26 +49,51 @@ def sign_up(conn: Connection, name: str, email: str) -> tuple[User, str]:
     return User.from_row(row), api_key
 
 
+@dataclass(frozen=True, slots=True)
+class IssuedApiKey:
+    """A new key as its creator sees it, once: the key, and a signing key's secret."""
+
+    key: ApiKey
+    api_key: str
+    signing_secret: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyHolder:
+    """Who a live key authenticates, and what its requests must be signed with."""
+
+    user: User
+    key_id: str
+    signing_secret: str | None
+
+
 def authenticate(db: Database, api_key: str) -> User | None:
     """The user a live API key belongs to, or ``None``; the hash compare is constant-time."""
+    holder = authenticate_key(db, api_key)
+    return None if holder is None else holder.user
+
+
+def authenticate_key(db: Database, api_key: str) -> KeyHolder | None:
+    """``authenticate``, with the key's id and signing secret."""
     match = _KEY.fullmatch(api_key)
     if match is None:
         return None
+    key_id = f"key_{match[1]}"
     # fetchall, not fetchone: the statement runs to its end, so no read snapshot stays
     # open on this connection to hide a later revocation.
     rows = (
         db.connection()
         .execute(
-            "SELECT users.*, api_keys.key_hash FROM api_keys"
+            "SELECT users.*, api_keys.key_hash, api_keys.signing_secret FROM api_keys"
             " JOIN users ON users.id = api_keys.user_id"
             " WHERE api_keys.id = ? AND api_keys.revoked_at IS NULL",
-            (f"key_{match[1]}",),
+            (key_id,),
         )
         .fetchall()
     )
     if not rows or not hmac.compare_digest(rows[0]["key_hash"], _hash(api_key)):
         return None
-    return User.from_row(rows[0])
+    return KeyHolder(User.from_row(rows[0]), key_id, rows[0]["signing_secret"])
 
 
 def key_id_of(api_key: str) -> str:
@@ -72,8 +101,10 @@ def key_id_of(api_key: str) -> str:
     return f"key_{api_key[len(KEY_PREFIX) : len(KEY_PREFIX) + 16]}"
 
 
-def create_api_key(conn: Connection, user_id: str, *, max_keys: int) -> tuple[ApiKey, str]:
-    """Another live key for the user; returns it and the key in clear.
+def create_api_key(
+    conn: Connection, user_id: str, signing: Signing = Signing.NONE, *, max_keys: int
+) -> IssuedApiKey:
+    """Another live key for the user, in clear, with its signing secret if it signs.
 
     Raises:
         TooManyApiKeys: the user holds ``max_keys`` live keys already.
@@ -83,7 +114,12 @@ def create_api_key(conn: Connection, user_id: str, *, max_keys: int) -> tuple[Ap
             f"you hold {max_keys} live API keys, as many as one may: revoke one first"
         )
     api_key = _insert_api_key(conn, user_id, to_text(utcnow()))
-    return _owned_key(conn, user_id, key_id_of(api_key)), api_key
+    key_id = key_id_of(api_key)
+    secret = None
+    if signing is Signing.REQUIRED:
+        secret = f"sks_{secrets.token_hex(32)}"
+        conn.execute("UPDATE api_keys SET signing_secret = ? WHERE id = ?", (secret, key_id))
+    return IssuedApiKey(_owned_key(conn, user_id, key_id), api_key, secret)
 
 
 def list_api_keys(db: Database, user_id: str, *, limit: int, cursor: str | None) -> Page[ApiKey]:
@@ -139,6 +175,7 @@ def _owned_key(conn: Connection, user_id: str, key_id: str) -> ApiKey:
 
 
 def _insert_api_key(conn: Connection, user_id: str, now: str) -> str:
+    """A key without signing; it names only the columns every schema version has."""
     key_id = secrets.token_hex(8)
     api_key = f"{KEY_PREFIX}{key_id}{secrets.token_hex(24)}"
     conn.execute(

@@ -31,6 +31,7 @@ from shared.store.sqlite import SQLiteDatabase
 BACKENDS = ("sqlite", "postgresql")
 # Children before parents.
 _TABLES = (
+    "events",
     "ledger_entries",
     "payment_actions",
     "payments",

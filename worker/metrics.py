@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from shared.audit import Scope
 from shared.clock import utcnow
 from shared.engine import pending_backlog
+from shared.event_metrics import EventsWritten
 from shared.records import FailureCode, Payment
 from shared.settings import Settings
 from shared.store import Database
@@ -72,6 +73,7 @@ class WorkerMetrics:
         for result in ("ok", "error"):
             self.messages.labels(result)
         self.registry.register(_PendingCollector(db))
+        self.registry.register(EventsWritten())
         if queue is not None:
             self.registry.register(_QueueCollector(queue))
         if reconciler is not None and reconciler.enabled:

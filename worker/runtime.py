@@ -1,5 +1,6 @@
 """The worker process: a Dramatiq worker consuming settle messages, the sweep, the
-expiry of authorizations, the reconciliation, and (``p2p worker``) the metrics endpoint."""
+expiry of authorizations, the reconciliation, the pruning of old events, and (``p2p
+worker``) the metrics endpoint."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from worker.actors import SettleActor, declare_settle_actor
 from worker.expiry import Expirer
 from worker.log_fields import add_message_log_fields
 from worker.metrics import WorkerMetrics, serve_metrics
+from worker.pruner import EventPruner
 from worker.queue_depth import QueueDepth, RedisQueueDepth, queue_depth_of
 from worker.reconciler import Reconciler
 from worker.settler import Settler
@@ -61,6 +63,7 @@ class WorkerRuntime:
         self._worker.queue_prefetch = settings.worker_prefetch
         self.sweeper = Sweeper(self.settler, settings, on_swept=self.metrics.observe_swept)
         self.expirer = Expirer(db, settings)
+        self.pruner = EventPruner(db, settings)
 
     def start(self) -> None:
         self.broker.emit_after("process_boot")
@@ -69,6 +72,7 @@ class WorkerRuntime:
         self.sweeper.start()
         self.expirer.start()
         self.reconciler.start()
+        self.pruner.start()
 
     def join(self) -> None:
         """Wait until every message sent so far is processed (in-process broker only)."""
@@ -78,6 +82,7 @@ class WorkerRuntime:
 
     def stop(self) -> None:
         """Finish what is in hand, hand prefetched messages back, and stop."""
+        self.pruner.stop()
         self.reconciler.stop()
         self.expirer.stop()
         self.sweeper.stop()

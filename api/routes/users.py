@@ -1,16 +1,29 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
 
 from api.deps import CurrentUser, ServicesDep
 from api.limiter import rate_limit_headers
 from api.problems import ApiProblem
 from api.routes._docs import problems, rate_limited
 from api.routes.accounts import Cursor, Limit
-from api.schemas import ApiKeyCreated, ApiKeyPublic, ListPage, UserCreate, UserCreated
+from api.schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyPublic,
+    ListPage,
+    UserCreate,
+    UserCreated,
+)
 from shared import users
+from shared.records import Signing
 
 router = APIRouter(tags=["users"])
+
+_NO_BODY = ApiKeyCreate(signing="none")
 
 
 async def _sign_up_limit(request: Request, response: Response, services: ServicesDep) -> None:
@@ -50,16 +63,40 @@ async def sign_up(body: UserCreate, services: ServicesDep) -> UserCreated:
     )
 
 
-@router.post("/users/me/api-keys", status_code=201, responses=problems(401, 409, 413, 415))
-async def create_api_key(user: CurrentUser, services: ServicesDep) -> ApiKeyCreated:
+@router.post(
+    "/users/me/api-keys",
+    status_code=201,
+    responses=problems(401, 409, 413, 415, 422),
+    response_model_exclude_none=True,
+)
+async def create_api_key(
+    request: Request,
+    user: CurrentUser,
+    services: ServicesDep,
+    body: Annotated[ApiKeyCreate, Body()] = _NO_BODY,
+) -> ApiKeyCreated:
     """Another API key for the caller, shown this once; the others stay live.
 
-    A user holds at most `P2P_MAX_API_KEYS` live keys: one more is `409 too_many_api_keys`.
+    With `{"signing": "required"}` the answer also holds the key's `signing_secret`, shown
+    this once too, and every request made with the key must then be signed. A user holds
+    at most `P2P_MAX_API_KEYS` live keys: one more is `409 too_many_api_keys`.
     """
-    key, api_key = await services.write(
-        users.create_api_key, user.id, max_keys=services.settings.max_api_keys
+    if body is _NO_BODY and await request.body():
+        # FastAPI takes a JSON null for no body at all, and gives the default.
+        raise RequestValidationError(
+            [{"loc": ("body",), "msg": "Input should be an object", "type": "model_type"}]
+        )
+    signing = Signing(body.signing)
+    new = await services.write(
+        users.create_api_key, user.id, signing, max_keys=services.settings.max_api_keys
     )
-    return ApiKeyCreated(id=key.id, api_key=api_key, created_at=key.created_at)
+    return ApiKeyCreated(
+        id=new.key.id,
+        api_key=new.api_key,
+        created_at=new.key.created_at,
+        signing=new.key.signing,
+        signing_secret=new.signing_secret,
+    )
 
 
 @router.get("/users/me/api-keys", responses=problems(401, 422))

@@ -122,6 +122,15 @@ class Engine(ABC):
     def broken_foreign_keys(self, conn: Connection) -> list[tuple[str, str]]:
         """Rows whose foreign key names a missing row, as (row, what is missing)."""
 
+    @abstractmethod
+    def order_commits(self, conn: Connection) -> None:
+        """From here to its end, this transaction commits in the order of ``seq``s drawn
+        after this call: another transaction that calls it waits until this one has
+        committed (or rolled back) and is visible to every new snapshot. What a reader
+        follows by ``seq`` (the events) is then never overtaken by a late commit.
+        Called as a transaction's last writes: whoever calls it next waits for the
+        commit."""
+
 
 class Database(ABC):
     """Where the store lives. ``path`` names it in logs: the SQLite file, or the

@@ -37,6 +37,8 @@ POOL_WAIT_S = 10.0
 
 # Migrations from several processes starting at once run one after the other.
 _MIGRATION_LOCK = 0x7032_7030_6D69_6772  # "p2p0migr"
+# Transactions that write events commit one after the other (``order_commits``).
+_COMMIT_ORDER_LOCK = 0x7032_7030_6576_7473  # "p2p0evts"
 
 
 class PostgresEngine(Engine):
@@ -73,6 +75,13 @@ class PostgresEngine(Engine):
             " ORDER BY id FOR NO KEY UPDATE",
             (sorted(account_ids),),
         ).fetchall()
+
+    def order_commits(self, conn: Connection) -> None:
+        # A sequence value drawn before another transaction's can commit after it, and a
+        # reader past the later one would never see it. Held to the transaction's end:
+        # PostgreSQL releases a transaction's locks only once its commit is visible, so
+        # the next holder draws its numbers after this one's are all there to read.
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (_COMMIT_ORDER_LOCK,))
 
     def broken_foreign_keys(self, conn: Connection) -> list[tuple[str, str]]:
         """None: PostgreSQL enforces foreign keys on every connection."""

@@ -55,6 +55,9 @@ class SQLiteEngine(Engine):
             ids,
         ).fetchall()
 
+    def order_commits(self, conn: Connection) -> None:
+        """Nothing to do: one writer at a time already commits in the order it writes."""
+
     def broken_foreign_keys(self, conn: Connection) -> list[tuple[str, str]]:
         # Enforced only on connections that turn it on: a file may have been written
         # by one that did not.

@@ -219,6 +219,7 @@ class Recorded:
     payments: int
     deposits: int
     ledger_entries: int
+    events: int
     balances: tuple[tuple[str, int, str], ...]
 
 
@@ -240,6 +241,7 @@ def recorded(db: Database) -> Recorded:
             payments=count("payments"),
             deposits=count("deposits"),
             ledger_entries=count("ledger_entries"),
+            events=count("events"),
             balances=balances,
         )
 

@@ -56,7 +56,8 @@ def test_a_new_key_is_shown_once_with_its_id_and_works_beside_the_first(
 ) -> None:
     second, body = _new_key(client, ada)
 
-    assert set(body) == {"id", "api_key", "created_at"}
+    assert set(body) == {"id", "api_key", "created_at", "signing"}
+    assert body["signing"] == "none"
     assert re.fullmatch(KEY_PATTERN, second.api_key)
     assert body["id"] == _key_id(second)
     assert second.api_key != ada.api_key
@@ -73,7 +74,7 @@ def test_the_list_shows_the_callers_keys_newest_first_never_a_secret(
 
     assert [k["id"] for k in keys] == [_key_id(second), _key_id(ada)]
     for key in keys:
-        assert set(key) == {"id", "created_at", "revoked_at"}
+        assert set(key) == {"id", "created_at", "revoked_at", "signing"}
         assert key["revoked_at"] is None
     assert [k["id"] for k in _keys(client, bob)] == [_key_id(bob)]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Literal
 
 import httpx
 import pytest
@@ -145,19 +146,63 @@ def test_api_keys_are_created_listed_and_revoked(base_url: str) -> None:
     assert keys[new.key.id].revoked_at is not None
 
 
-def test_signed_requests_pass_through_the_api_as_it_is_today(base_url: str) -> None:
-    """Until the service checks signatures, a key without signing ignores them: the
-    extra headers break nothing (the service's verification is tested on its side)."""
+@pytest.mark.parametrize("sign_target", ["target-uri", "path"])
+def test_a_signing_keys_requests_signed_by_the_client_are_accepted(
+    base_url: str, sign_target: Literal["target-uri", "path"]
+) -> None:
     with _signed_up(base_url) as client:
-        api_key = client.create_api_key().api_key
-    with Client(base_url, api_key, signing_secret="not-checked-yet") as signing:
+        key = client.create_api_key(signing=True)
+    assert key.key.signing == "required"
+    assert key.signing_secret is not None
+    with Client(
+        base_url, key.api_key, signing_secret=key.signing_secret, sign_target=sign_target
+    ) as signing:
         sender = signing.create_account("EUR")
         receiver = signing.create_account("EUR")
         signing.deposit(sender.id, 100)
 
         payment = signing.wait(signing.transfer(sender.id, receiver.id, 100, "EUR").id, 10)
+        listed = signing.list_payments(account_id=sender.id, status="completed")
 
     assert payment.status == "completed"
+    assert [p.id for p in listed.data] == [payment.id]
+
+
+def test_a_signing_key_without_its_secret_or_with_another_is_refused(base_url: str) -> None:
+    with _signed_up(base_url) as client:
+        key = client.create_api_key(signing=True)
+    for secret in (None, "sks_" + "0" * 64):
+        with (
+            Client(base_url, key.api_key, signing_secret=secret) as refused,
+            pytest.raises(Unauthorized) as error,
+        ):
+            refused.create_account("EUR")
+        assert error.value.code == "signature_invalid"
+    with Client(base_url, key.api_key, signing_secret=key.signing_secret) as signing:
+        assert signing.list_payments().data == []
+
+
+def test_the_async_client_signs_what_a_signing_key_sends(api: FastAPI) -> None:
+    async def scenario() -> str:
+        transport = httpx.ASGITransport(app=api)
+        async with running(api):
+            async with AsyncClient("http://testserver", transport=transport) as anonymous:
+                new = await anonymous.create_user("Cy", _email("cy"))
+            async with AsyncClient("http://testserver", new.api_key, transport=transport) as plain:
+                key = await plain.create_api_key(signing=True)
+            async with AsyncClient(
+                "http://testserver",
+                key.api_key,
+                signing_secret=key.signing_secret,
+                transport=transport,
+            ) as client:
+                sender = await client.create_account("EUR")
+                receiver = await client.create_account("EUR")
+                await client.deposit(sender.id, 500)
+                submitted = await client.transfer(sender.id, receiver.id, 500, "EUR")
+                return (await client.wait(submitted.id, timeout=10)).status
+
+    assert asyncio.run(scenario()) == "completed"
 
 
 def test_the_async_client_submits_waits_and_reads_the_same_api(api: FastAPI) -> None:

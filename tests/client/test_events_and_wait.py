@@ -1,5 +1,6 @@
 """The event stream and ``wait``, against fake servers that answer the contract's way:
-``GET /events`` (which the service does not serve yet) and ``GET /payments/{id}?wait=``."""
+``GET /events`` and ``GET /payments/{id}?wait=``; test_events_against_the_api.py
+runs the stream against the real service."""
 
 from __future__ import annotations
 

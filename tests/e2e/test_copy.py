@@ -80,6 +80,7 @@ def _rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
         "payments",
         "ledger_entries",
         "payment_actions",
+        "events",
     )
     if url.startswith("sqlite:///"):
         with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
@@ -110,7 +111,7 @@ def test_a_ledger_with_pending_payments_is_copied_exactly_verified_and_settled_o
     assert result.returncode == 0, result.stdout + result.stderr
     assert "the ledger holds" in result.stdout
     total = sum(map(len, before.values()))
-    assert f"{total} rows in 8 tables, schema version" in result.stdout
+    assert f"{total} rows in 9 tables, schema version" in result.stdout
     for table, rows in before.items():  # progress on stderr, table by table, parents first
         assert f"copy: {table}: {len(rows)} rows copied" in result.stderr
     assert f"copy: payments: 2 / {len(before['payments'])} rows" in result.stderr

@@ -501,3 +501,30 @@ def test_capture_void_and_expiry_racing_end_each_authorization_exactly_once(
     captured = sum(_now(db, p).status is PaymentStatus.COMPLETED for p in made)
     assert _held(db, alice.main)[0] == 1000 - 30 * captured
     assert verify(db) == []
+
+
+def test_each_step_of_an_authorization_writes_its_event_for_both_owners(
+    db: Database, alice: Customer, bob: Customer
+) -> None:
+    captured = _authorized(db, alice.main, bob.main, 100)
+    voided = _authorized(db, alice.main, bob.main, 100)
+    expiring = _authorized(db, alice.main, bob.main, 100, hold_seconds=60)
+    _capture(db, bob, captured, 40)
+    _void(db, bob, voided)
+    assert expiring.expires_at is not None
+    expire_due(db, limit=10, now=expiring.expires_at)
+
+    rows = db.connection().execute(
+        "SELECT user_id, type, object FROM events WHERE type LIKE 'payment.%' ORDER BY seq"
+    )
+    told: dict[tuple[str, str], list[str]] = {}
+    for user_id, event_type, text in rows:
+        body = json.loads(text)
+        told.setdefault((body["id"], user_id), []).append(f"{event_type} {body['status']}")
+    for owner in (alice, bob):
+        assert told[(captured.id, owner.user.id)][-2:] == [
+            "payment.authorized authorized",
+            "payment.completed completed",
+        ]
+        assert told[(voided.id, owner.user.id)][-1] == "payment.voided voided"
+        assert told[(expiring.id, owner.user.id)][-1] == "payment.expired expired"

@@ -142,6 +142,7 @@ def test_a_field_passed_with_the_line_wins_over_the_context() -> None:
         ("authorization: bearer some.jwt-token", "authorization: bearer [redacted]"),
         ("BEARER\tabc", "BEARER [redacted]"),
         ('{"h":"Bearer\\tabc"}', '{"h":"Bearer [redacted]"}'),
+        (f"secret sks_{'4f' * 32}", "secret sks_[redacted]"),
     ],
 )
 def test_redact_scrubs_api_keys_and_bearer_credentials(text: str, scrubbed: str) -> None:

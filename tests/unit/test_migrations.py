@@ -71,7 +71,7 @@ def test_migrate_brings_a_blank_database_to_the_latest_version(blank: Database) 
 
 def test_both_backends_have_the_same_schema_versions() -> None:
 
-    assert len(SQLITE.migrations) == len(POSTGRES.migrations) == 5
+    assert len(SQLITE.migrations) == len(POSTGRES.migrations) == 7
 
 
 def _deposit_as_version_1(db: Database, account: Account, amount: int) -> None:
@@ -88,7 +88,7 @@ def _deposit_as_version_1(db: Database, account: Account, amount: int) -> None:
 
 
 def _customer_as_version_1(db: Database, name: str) -> Customer:
-    """A user with two USD accounts, written as versions 1 to 4 wrote them (today's
+    """A user with two USD accounts, written as versions 1 to 6 wrote them (today's
     code reads columns they do not have)."""
     user, api_key = db.run(sign_up, name, f"{name.lower()}@example.com")
     main, savings = (_account_as_version_1(db, user.id) for _ in range(2))
@@ -109,7 +109,7 @@ def _account_as_version_1(db: Database, user_id: str) -> Account:
 
 
 def _pay_as_version_1(db: Database, sender: Account, receiver: Account, amount: int) -> str:
-    """A transfer accepted as versions 1 to 4 did: pending, its amount in ``pending_out``."""
+    """A transfer accepted as versions 1 to 6 did: pending, its amount in ``pending_out``."""
     with db.write() as conn:
         payment_id = insert_payment_row(conn, sender, receiver, amount=amount)
         conn.execute(
@@ -151,7 +151,7 @@ def _settle_as_version_4(
         )
 
 
-_COLUMNS_4 = {
+_COLUMNS_BEFORE_7 = {
     "accounts": "seq, id, user_id, currency, balance, pending_out, status, created_at, updated_at",
     "deposits": "*",
     "payments": "seq, id, from_account_id, to_account_id, from_user_id, to_user_id, amount,"
@@ -161,12 +161,12 @@ _COLUMNS_4 = {
 }
 
 
-def _snapshot_4(db: Database) -> dict[str, list[tuple[object, ...]]]:
-    """Every row of every money table, in the columns versions 1 to 4 had."""
+def _snapshot_before_7(db: Database) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every money table, in the columns versions 1 to 6 had."""
     conn = db.connection()
     return {
         table: [tuple(row) for row in conn.execute(f"SELECT {columns} FROM {table} ORDER BY seq")]
-        for table, columns in _COLUMNS_4.items()
+        for table, columns in _COLUMNS_BEFORE_7.items()
     }
 
 
@@ -183,13 +183,13 @@ def test_p2p_migrate_upgrades_a_first_version_database_in_place(
     for account, amount in ((alice.main, 1000), (bob.main, 400), (bob.main, 100)):
         _deposit_as_version_1(blank, account, amount)
     pending = _pay_as_version_1(blank, bob.main, alice.savings, 200)
-    before = _snapshot_4(blank)
+    before = _snapshot_before_7(blank)
 
     out = _p2p_migrate(monkeypatch, capsys, blank_database_url)
 
-    assert "schema version 1 -> 5" in out
-    assert blank.schema_version() == 5
-    assert _snapshot_4(blank) == before
+    assert "schema version 1 -> 7" in out
+    assert blank.schema_version() == 7
+    assert _snapshot_before_7(blank) == before
     assert "api_keys_user" not in _indexes(blank)
     assert "api_keys_user_seq" in _indexes(blank)
     # The upgraded database works as a new one does, its ledgers continued.
@@ -228,22 +228,22 @@ def test_a_database_with_settled_payments_takes_migration_4_and_keeps_settling(
     for amount in (300, 5000):  # the second: insufficient funds
         payment_id = _pay_as_version_1(blank, alice.main, bob.main, amount)
         _settle_as_version_4(blank, payment_id, alice.main, bob.main, amount)
-    before = _snapshot_4(blank)
+    before = _snapshot_before_7(blank)
 
     assert blank.migrate(target=4) == 4
 
-    assert _snapshot_4(blank) == before
-    assert blank.migrate() == 5
+    assert _snapshot_before_7(blank) == before
+    assert blank.migrate() == 7
     pending = pay(blank, bob.main, alice.savings, 200)
     [done] = settle_pending(blank, limit=10)
     assert (done.id, done.status) == (pending.id, PaymentStatus.COMPLETED)
     assert verify(blank) == []
 
 
-def test_a_version_4_database_with_data_takes_migration_5_and_keeps_every_rule(
+def test_a_version_6_database_with_data_takes_migration_7_and_keeps_every_rule(
     blank: Database,
 ) -> None:
-    assert blank.migrate(target=4) == 4
+    assert blank.migrate(target=6) == 6
     alice = _customer_as_version_1(blank, "Alice")
     bob = _customer_as_version_1(blank, "Bob")
     _deposit_as_version_1(blank, alice.main, 1000)
@@ -253,11 +253,11 @@ def test_a_version_4_database_with_data_takes_migration_5_and_keeps_every_rule(
         _settle_as_version_4(blank, payment_id, alice.main, bob.main, amount)
         settled.append(payment_id)
     pending = _pay_as_version_1(blank, bob.main, alice.savings, 100)
-    before = _snapshot_4(blank)
+    before = _snapshot_before_7(blank)
 
-    assert blank.migrate() == 5
+    assert blank.migrate() == 7
 
-    assert _snapshot_4(blank) == before
+    assert _snapshot_before_7(blank) == before
     assert verify(blank) == []
     [completed, failed, _] = [get_payment(blank, alice.user.id, p) for p in settled]
     assert (completed.status, completed.capture, completed.captured_amount) == (
@@ -268,7 +268,7 @@ def test_a_version_4_database_with_data_takes_migration_5_and_keeps_every_rule(
     assert (completed.refunded_amount, completed.refund_of, completed.batch_id) == (0, None, None)
     assert failed.failure_code is FailureCode.INSUFFICIENT_FUNDS
     assert get_account(blank, alice.user.id, alice.main.id).held == 0
-    # The rules of versions 1 to 4 hold on the table made again.
+    # The rules of versions 1 to 6 hold on the table made again.
     with refused(blank, "settled payment cannot change"):
         blank.connection().execute("UPDATE payments SET amount = 1 WHERE id = ?", (completed.id,))
     with refused(blank, "append-only"):

@@ -4,6 +4,7 @@ moved, however many are submitted at once, on both engines."""
 
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -536,3 +537,25 @@ def test_verify_finds_refunds_above_what_a_payment_moved_and_refunds_of_the_wron
         line.startswith("refund of a payment that is not completed") and failed.id in line
         for line in found
     ), found
+
+
+def test_a_refund_writes_payment_created_for_both_owners_and_a_refusal_none(
+    db: Database, alice: Customer, bob: Customer
+) -> None:
+    original = _completed(db, alice.main, bob.main, 300)
+
+    refund = _refund(db, bob, original, 100)
+    with pytest.raises(RefundExceedsPayment):
+        _refund(db, bob, original, 201)
+
+    rows = (
+        db.connection()
+        .execute(
+            "SELECT user_id, object FROM events WHERE type = 'payment.created'"
+            " AND object LIKE ? ORDER BY seq",
+            (f'%"refund_of":"{original.id}"%',),
+        )
+        .fetchall()
+    )
+    assert sorted(row["user_id"] for row in rows) == sorted([alice.user.id, bob.user.id])
+    assert all(json.loads(row["object"])["id"] == refund.id for row in rows)

@@ -6,11 +6,14 @@ import re
 import pytest
 
 from shared.errors import EmailTaken, LastApiKey, NotFound
+from shared.records import Signing
 from shared.store import Database
 from shared.users import (
     KEY_PATTERN,
     KEY_PREFIX,
+    SIGNING_SECRET_PATTERN,
     authenticate,
+    authenticate_key,
     create_api_key,
     key_id_of,
     revoke_api_key,
@@ -108,11 +111,12 @@ def test_the_email_is_kept_as_it_was_given(db: Database) -> None:
 
 def test_a_revoked_key_no_longer_authenticates_and_the_other_still_does(db: Database) -> None:
     user, first = db.run(sign_up, "Ada", "ada@example.com")
-    key, second = db.run(create_api_key, user.id, max_keys=10)
+    issued = db.run(create_api_key, user.id, max_keys=10)
+    second = issued.api_key
 
     revoked = db.run(revoke_api_key, user.id, key_id_of(first))
 
-    assert key.id == key_id_of(second)
+    assert issued.key.id == key_id_of(second)
     assert revoked.id == key_id_of(first)
     assert revoked.revoked_at is not None
     assert authenticate(db, first) is None
@@ -144,3 +148,22 @@ def test_the_documented_pattern_finds_a_leaked_key_in_a_diff(db: Database) -> No
     diff = f'+API_KEY = "{api_key}"\n-API_KEY = "p2p_not-a-key"\n+id = "key_{api_key[4:20]}"\n'
 
     assert re.findall(KEY_PATTERN, diff) == [api_key]
+
+
+def test_a_signing_key_has_a_secret_stored_to_verify_with_and_a_plain_key_none(
+    db: Database,
+) -> None:
+    user, first = db.run(sign_up, "Ada", "ada@example.com")
+    signing = db.run(create_api_key, user.id, Signing.REQUIRED, max_keys=10)
+
+    assert signing.key.signing is Signing.REQUIRED
+    assert signing.signing_secret is not None
+    assert re.fullmatch(SIGNING_SECRET_PATTERN, signing.signing_secret)
+    holder = authenticate_key(db, signing.api_key)
+    assert holder is not None
+    assert (holder.user, holder.key_id) == (user, signing.key.id)
+    assert holder.signing_secret == signing.signing_secret
+    plain = authenticate_key(db, first)
+    assert plain is not None
+    assert (plain.key_id, plain.signing_secret) == (key_id_of(first), None)
+    assert db.run(create_api_key, user.id, max_keys=10).signing_secret is None
