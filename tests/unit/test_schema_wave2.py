@@ -1,4 +1,4 @@
-"""Migration 5 in the database: held money, a payment's life (pending, authorized, final),
+"""Migration 7 in the database: held money, a payment's life (pending, authorized, final),
 captures, refunds, batches and capture/void answers. Each rule is broken behind the
 engine's back, with raw SQL, and refused by the database itself on both engines."""
 
