@@ -16,7 +16,7 @@ from api.deps import Services
 from api.limiter import RateLimiter
 from api.metrics import ApiMetrics
 from api.middleware import DOCS_ASSETS, AuthenticationMiddleware, BodyMiddleware
-from api.routes import accounts, batches, events, health, holds, payments, users, webhooks
+from api.routes import accounts, batches, events, health, holds, payments, refunds, users, webhooks
 from api.routes._lean import LeanDispatch
 from api.schemas import REQUEST_BODIES
 from api.waiter import Waiter
@@ -76,7 +76,7 @@ def create_app(
         redirect_slashes=False,
     )
     problems.install(app)
-    for module in (users, accounts, payments, holds, batches, events, webhooks, health):
+    for module in (users, accounts, payments, holds, refunds, batches, events, webhooks, health):
         app.include_router(module.router)
     # Straight on the app's router, and first: Starlette tries routes in order, and
     # finding a route through an included router costs a submit more than its write.

@@ -34,6 +34,7 @@ _STATUS: dict[type[errors.P2PError], int] = {
     errors.PaymentNotAuthorized: 409,
     errors.TooManyWebhookEndpoints: 409,
     errors.WebhookEndpointDisabled: 409,
+    errors.PaymentNotRefundable: 409,
     errors.SameAccount: 422,
     errors.CurrencyMismatch: 422,
     errors.BalanceLimitExceeded: 422,
@@ -41,6 +42,7 @@ _STATUS: dict[type[errors.P2PError], int] = {
     errors.InvalidCursor: 422,
     errors.CaptureExceedsAuthorization: 422,
     errors.WebhookUrlNotAllowed: 422,
+    errors.RefundExceedsPayment: 422,
 }
 
 _CODE_BY_STATUS = {

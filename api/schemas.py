@@ -31,6 +31,7 @@ from shared.records import (
     PaymentStatus,
     Signing,
 )
+from shared.refunds import Refund
 
 T = TypeVar("T")
 
@@ -232,6 +233,23 @@ class WebhookEndpointUpdate(_Body):
     status: Literal["enabled", "disabled"] | None = Field(
         None, description="`disabled`: nothing is delivered until it is `enabled` again."
     )
+
+
+class RefundCreate(_Body):
+    amount: Annotated[
+        int | None,
+        Field(
+            strict=True,
+            ge=1,
+            le=INT64_MAX,
+            description="Minor units to give back, 1 … what is left to refund; default: all"
+            " that is left.",
+        ),
+    ] = None
+    description: Description = None
+
+    def to_refund(self) -> Refund:
+        return Refund(amount=self.amount, description=self.description)
 
 
 class _Out(BaseModel):
@@ -480,6 +498,7 @@ REQUEST_BODIES: tuple[type[BaseModel], ...] = (
     TransferCreate,
     BatchCreate,
     CaptureCreate,
+    RefundCreate,
     WebhookEndpointCreate,
     WebhookEndpointUpdate,
 )

@@ -351,7 +351,8 @@ def _verify(target_url: str) -> int:
             print(f"  {line}")
         return 1
     print(
-        f"verify: {_shown(target_url)}: the ledger holds (G2 atomicity, G3 conservation, G8 holds)"
+        f"verify: {_shown(target_url)}: the ledger holds"
+        " (G2 atomicity, G3 conservation, G8 holds, G9 refunds)"
     )
     return 0
 

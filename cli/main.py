@@ -169,7 +169,10 @@ def _verify(settings: Settings) -> int:
     violations = verify(db)
     db.close()
     if not violations:
-        print(f"verify: {db.path}: the ledger holds (G2 atomicity, G3 conservation, G8 holds)")
+        print(
+            f"verify: {db.path}: the ledger holds"
+            " (G2 atomicity, G3 conservation, G8 holds, G9 refunds)"
+        )
         return 0
     print(f"verify: {db.path}: {len(violations)} violation(s)")
     for line in violations:

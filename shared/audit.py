@@ -1,5 +1,5 @@
-"""Audits of G2 (atomicity), G3 (conservation), G8 (holds) and G10 (atomic batches): all
-at once, or a slice at a time.
+"""Audits of G2 (atomicity), G3 (conservation), G8 (holds), G9 (refunds) and G10 (atomic
+batches): all at once, or a slice at a time.
 
 ``verify`` (``p2p verify``) runs every check over the whole database. ``RollingAudit``
 runs the same checks over a bounded slice per run (the next accounts, payments and
@@ -131,6 +131,19 @@ _CHECKS: tuple[tuple[Scope, str, str], ...] = (
         """,
     ),
     (
+        Scope.PAYMENTS,
+        "refund of a payment that is not completed, of a refund, or not its reverse",
+        """
+        SELECT payments.id, 'refund of ' || originals.id || ' (' || originals.status
+               || CASE WHEN originals.refund_of IS NULL THEN '' ELSE ', a refund' END || ')'
+        FROM {payments} JOIN payments AS originals ON originals.id = payments.refund_of
+        WHERE originals.status <> 'completed' OR originals.refund_of IS NOT NULL
+           OR payments.from_account_id <> originals.to_account_id
+           OR payments.to_account_id <> originals.from_account_id
+           OR payments.currency <> originals.currency
+        """,
+    ),
+    (
         Scope.DEPOSITS,
         "deposit without exactly one credit of its amount",
         """
@@ -166,12 +179,12 @@ _TABLE_OF = {Scope.ACCOUNTS: "accounts", Scope.PAYMENTS: "payments", Scope.DEPOS
 
 
 def verify(db: Database) -> list[str]:
-    """Every violation of G2, G3, G8 and G10, one line each; empty when the ledger holds."""
+    """Every violation of G2, G3, G8, G9 and G10, one line each; empty when the ledger holds."""
     return [str(violation) for violation in audit(db)]
 
 
 def audit(db: Database) -> list[Violation]:
-    """Every violation of G2, G3, G8 and G10 in the whole database, in one snapshot."""
+    """Every violation of G2, G3, G8, G9 and G10 in the whole database, in one snapshot."""
     violations: list[Violation] = []
     with db.read() as conn:
         violations.extend(_run_checks(conn, _WHOLE_TABLES, {}, list(Scope)))
@@ -184,6 +197,7 @@ def audit(db: Database) -> list[Violation]:
         violations.extend(_account_sums(conn, _WHOLE_TABLES, {}))
         violations.extend(_pending_out(conn, _WHOLE_TABLES, {}))
         violations.extend(_held(conn, _WHOLE_TABLES, {}))
+        violations.extend(_refunded(conn, _WHOLE_TABLES, {}))
         violations.extend(_conservation(conn))
     return violations
 
@@ -241,6 +255,7 @@ class RollingAudit:
             found.extend(_account_sums(conn, _SLICES, params))
             found.extend(_pending_out(conn, _SLICES, params))
             found.extend(_held(conn, _SLICES, params))
+            found.extend(_refunded(conn, _SLICES, params))
             cycle_complete = len(slices[Scope.ACCOUNTS]) < self.batch
             if cycle_complete:
                 found.extend(_conservation(conn))
@@ -340,6 +355,53 @@ def _held(conn: Connection, tables: dict[str, str], params: dict[str, int]) -> I
                 account_id,
                 f"held {held} but {count[account_id]} authorized payment(s)"
                 f" of {authorized[account_id]}",
+            )
+
+
+def _refunded(
+    conn: Connection, tables: dict[str, str], params: dict[str, int]
+) -> Iterator[Violation]:
+    """G9: per payment, its refunds that are not failed add up to ``refund_reserved``,
+    never more than it moved, and its completed ones to ``refunded_amount`` (the refunds
+    read through the index of refunds by ``refund_of``)."""
+    reserved: defaultdict[str, int] = defaultdict(int)
+    refunded: defaultdict[str, int] = defaultdict(int)
+    for refund_of, status, amount in conn.execute(
+        "SELECT refund_of, status, amount FROM payments WHERE refund_of IN"
+        " (SELECT id FROM {payments})".format(**tables),
+        params,
+    ):
+        if status != "failed":
+            reserved[refund_of] += amount
+        if status == "completed":
+            refunded[refund_of] += amount
+    for payment_id, moved, refund_reserved, refunded_amount in conn.execute(
+        "SELECT id, coalesce(captured_amount, amount), refund_reserved, refunded_amount"
+        " FROM {payments} WHERE refund_reserved <> 0 OR refunded_amount <> 0"
+        " OR EXISTS (SELECT 1 FROM payments AS refunds WHERE refunds.refund_of = payments.id"
+        " AND refunds.status <> 'failed')".format(**tables),
+        params,
+    ):
+        if reserved[payment_id] > moved:
+            yield Violation(
+                "refunds of a payment above what it moved",
+                Scope.PAYMENTS,
+                payment_id,
+                f"refunds not failed {reserved[payment_id]} but it moved {moved}",
+            )
+        if refund_reserved != reserved[payment_id]:
+            yield Violation(
+                "refund_reserved differs from the payment's refunds that are not failed",
+                Scope.PAYMENTS,
+                payment_id,
+                f"refund_reserved {refund_reserved} but refunds {reserved[payment_id]}",
+            )
+        if refunded_amount != refunded[payment_id]:
+            yield Violation(
+                "refunded_amount differs from the payment's completed refunds",
+                Scope.PAYMENTS,
+                payment_id,
+                f"refunded_amount {refunded_amount} but completed refunds {refunded[payment_id]}",
             )
 
 

@@ -22,6 +22,7 @@ from shared.clock import from_text, new_id, to_text, utcnow
 from shared.enums import EventType
 from shared.events import PaymentOwners, payment_events, record_events
 from shared.records import AccountStatus, CaptureMode, FailureCode, Payment, PaymentStatus
+from shared.refunds import RefundBook
 from shared.store import Connection, Database, Row, chunks, marks, rows
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,7 @@ def _settle_all(
     if not payment_rows:
         return []  # an idle sweep or settler-ahead pass: no statement at all
     payments = [Payment.from_row(row) for row in payment_rows]
+    refunds = RefundBook(conn, payments)
     accounts = lock_ledger_accounts(
         conn,
         {payment.from_account_id for payment in payments}
@@ -208,12 +210,15 @@ def _settle_all(
             rehearsed.add(batch_id)
             batch = [one for one in payments if one.batch_id == batch_id]
             verdicts |= _rehearse(batch, accounts)
-        failure = verdicts.get(payment.id) or _judge(payment, sender, receiver)
+        failure = (
+            verdicts.get(payment.id) or refunds.judge(payment) or _judge(payment, sender, receiver)
+        )
         if sender is not None:
             released[sender.id] = released.get(sender.id, 0) - payment.amount
         if failure is not None:
             code, detail = failure
             failed.append((code.value, detail, stamp, payment.id))
+            refunds.failed(payment)
             outcome = replace(
                 payment,
                 status=PaymentStatus.FAILED,
@@ -235,6 +240,7 @@ def _settle_all(
             sender, receiver = accounts[payment.from_account_id], accounts[payment.to_account_id]
             entries.extend(move(sender, receiver, payment.amount, payment.id, stamp))
             completed.append(payment.id)
+            refunds.completed(payment)
             outcome = replace(payment, status=PaymentStatus.COMPLETED, completed_at=completed_at)
         settled.append(outcome)
     # Entries before holds: each entry's balance is one the judging saw, never below the
@@ -243,6 +249,7 @@ def _settle_all(
     change_held(conn, held)
     change_pending_out(conn, released)
     _mark_completed(conn, completed, stamp)
+    refunds.write(conn)
     conn.executemany(
         "UPDATE payments SET status = 'authorized', expires_at = ? WHERE id = ?", authorized
     )

@@ -129,3 +129,17 @@ class BatchItemRefused(P2PError):
         super().__init__(f"transfers[{index}]: {refusal.detail}")
         self.index = index
         self.refusal = refusal
+
+
+class PaymentNotRefundable(P2PError):
+    """A refund of a payment that is not ``completed``, or of a payment that is itself a
+    refund."""
+
+    code = "payment_not_refundable"
+
+
+class RefundExceedsPayment(P2PError):
+    """Guards G9: a payment's refunds that are not failed never add up to more than it
+    moved (nothing left to refund, or an amount above what is left)."""
+
+    code = "refund_exceeds_payment"

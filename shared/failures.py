@@ -47,6 +47,8 @@ def as_seen_by(payment: Payment, *, owns_sender: bool, owns_receiver: bool) -> P
     code = payment.failure_code
     if code is None or (owns_sender and owns_receiver):
         return payment
+    if code is FailureCode.REFUND_EXCEEDS_PAYMENT:
+        return payment  # about the payment refunded, which both parties can read
     about_receiver = _about_receiver(payment, code)
     if owns_receiver if about_receiver else owns_sender:
         return payment

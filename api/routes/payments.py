@@ -10,6 +10,7 @@ from api.answers import answer
 from api.body import check_amount, json_of, validated
 from api.deps import (
     CurrentUser,
+    Services,
     ServicesDep,
     caller_of,
     idempotency_key,
@@ -54,6 +55,14 @@ async def transfer(request: Request) -> Response:
         payments.TransferRequest(user.id, body.to_transfer(services.settings.hold_seconds), key),
         then=wake_the_worker,
     )
+    return accepted(services, payment, replayed, headers)
+
+
+def accepted(
+    services: Services, payment: Payment, replayed: bool, headers: dict[str, str]
+) -> Response:
+    """The ``202`` of a payment recorded for the worker to settle (or found again by its
+    key): ``Location`` to poll, ``Idempotent-Replayed`` on a replay."""
     logs.bind(payment_id=payment.id)
     headers["Location"] = f"/payments/{payment.id}"
     if replayed:

@@ -221,4 +221,5 @@ def test_the_idempotency_key_is_documented_as_required_with_its_shape(client: Te
         ("post", "/payments/{payment_id}/capture"),
         ("post", "/payments/{payment_id}/void"),
         ("post", "/payments/batch"),
+        ("post", "/payments/{payment_id}/refunds"),
     }

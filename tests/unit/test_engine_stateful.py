@@ -1,7 +1,7 @@
 """The engine, driven by Hypothesis through random sign-ups, deposits, transfers, batches
-(independent and atomic), replays, freezes, settling, and holds (authorizations,
-captures, voids, expiries), against a model of balances small enough to be obviously
-right.
+(independent and atomic), replays, freezes, settling, holds (authorizations,
+captures, voids, expiries) and refunds, against a model of balances small enough to be
+obviously right.
 
 After every step each invariant is checked: balances, ``held``, ``pending_out`` and every
 payment's outcome are the model's; per currency the balances add up to the deposits;
@@ -51,10 +51,13 @@ from shared.errors import (
     NotFound,
     P2PError,
     PaymentNotAuthorized,
+    PaymentNotRefundable,
+    RefundExceedsPayment,
     SameAccount,
 )
 from shared.payments import Transfer, submit_transfer
 from shared.records import AccountStatus, CaptureMode, Payment
+from shared.refunds import Refund, submit_refund
 from shared.store import Connection
 from shared.store.sqlite import SQLiteDatabase
 from shared.users import sign_up
@@ -79,6 +82,8 @@ HOLD_SECONDS = 3600
 # A capture: all of it (None), a part, or now and then more than was authorized.
 CAPTURES = st.one_of(st.none(), st.integers(1, 1_000), st.integers(1, 1_000), LIMITS)
 ACTIONS = st.sampled_from(["capture", "void"])
+# A refund: all that is left (None), or a sum that is sometimes more than is.
+REFUNDS = st.one_of(st.none(), st.integers(1, 100), st.integers(1, 1_000))
 
 
 @dataclass
@@ -103,6 +108,11 @@ class ModelPayment:
     atomic: bool = False
     captured: int | None = None
     expires_at: datetime | None = None
+    refund_of: str | None = None
+
+    @property
+    def moved(self) -> int:
+        return self.amount if self.captured is None else self.captured
 
 
 class EngineMachine(RuleBasedStateMachine):
@@ -120,6 +130,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.deposit_keys: dict[tuple[str, str], tuple[tuple[int, str | None], str]] = {}
         self.transfer_keys: dict[tuple[str, str], tuple[Transfer, str]] = {}
         self.batch_keys: dict[tuple[str, str], tuple[BatchRequest, list[str]]] = {}
+        self.refund_keys: dict[tuple[str, str], tuple[Refund, str]] = {}
         self.payments: list[ModelPayment] = []
         self.action_keys: dict[tuple[str, str], tuple[str, int | None]] = {}
         self._serial = itertools.count()
@@ -340,6 +351,107 @@ class EngineMachine(RuleBasedStateMachine):
             pending_out[sender] += transfer.amount
         return None
 
+    # --- refunds -------------------------------------------------------------------
+
+    @precondition(lambda self: self._refundable())
+    @rule(pick=st.integers(0, 10_000), amount=REFUNDS, description=DESCRIPTIONS, key=KEYS)
+    def refund(self, pick: int, amount: int | None, description: str | None, key: str) -> None:
+        """A completed payment, by its receiver's owner."""
+        refundable = self._refundable()
+        self._refund(refundable[pick % len(refundable)], amount, description, False, key)
+
+    @rule(
+        sender=accounts,
+        receiver=accounts,
+        amount=st.integers(1, 500),
+        refunded=REFUNDS,
+        description=DESCRIPTIONS,
+    )
+    def pay_and_refund(
+        self,
+        sender: str,
+        receiver: str,
+        amount: int,
+        refunded: int | None,
+        description: str | None,
+    ) -> None:
+        """A small transfer between two accounts of one currency, judged at once, then
+        refunded: so that there are refunds to settle."""
+        if sender == receiver or self.model[sender].currency != self.model[receiver].currency:
+            return
+        submitted = len(self.payments)
+        key = f"paid-{next(self._serial)}"
+        self.submit(sender, receiver, amount, False, False, key, False)
+        if len(self.payments) == submitted:
+            return  # refused (too much pending): the model says so
+        payment = self.payments[-1]
+        self._judge(payment)
+        settled = settle_payment(self.db, payment.id)
+        assert settled is not None
+        assert (settled.status, settled.failure_code) == (payment.status, payment.failure_code)
+        self._refund(payment, refunded, description, False, key)
+
+    @precondition(lambda self: self.payments)
+    @rule(
+        pick=st.integers(0, 10_000),
+        amount=REFUNDS,
+        as_stranger=st.booleans(),
+        key=KEYS,
+    )
+    def refund_any(self, pick: int, amount: int | None, as_stranger: bool, key: str) -> None:
+        """Any payment, refundable or not, by its receiver's owner or another user."""
+        self._refund(self.payments[pick % len(self.payments)], amount, None, as_stranger, key)
+
+    def _refund(
+        self,
+        original: ModelPayment,
+        amount: int | None,
+        description: str | None,
+        as_stranger: bool,
+        key: str,
+    ) -> None:
+        owner = self.model[original.receiver].owner
+        caller = owner
+        if as_stranger:
+            caller = next((user for user in self.users if user != owner), owner)
+        refund = Refund(amount, description)
+        seen = self.refund_keys.get((original.id, key))
+        left = original.moved - sum(
+            p.amount for p in self._refunds_of(original) if p.status != "failed"
+        )
+        wanted = left if amount is None else amount
+        pending_out = sum(p.amount for p in self._pending() if p.sender == original.receiver)
+        expected: type[P2PError] | None = None
+        if caller != owner:
+            expected = NotFound
+        elif seen is not None:
+            expected = None if seen[0] == refund else IdempotencyKeyReused
+        elif original.refund_of is not None or original.status != "completed":
+            expected = PaymentNotRefundable
+        elif left == 0 or wanted > left:
+            expected = RefundExceedsPayment
+        elif pending_out > MAX_BALANCE - wanted:
+            expected = BalanceLimitExceeded
+        made = self._attempt(expected, submit_refund, caller, original.id, refund, key)
+        if made is None:
+            return
+        payment, replayed = made
+        assert replayed is (seen is not None)
+        if seen is not None:
+            assert payment.id == seen[1]
+            return
+        assert (payment.status, payment.amount, payment.refund_of) == (
+            "pending",
+            wanted,
+            original.id,
+        )
+        self.payments.append(
+            ModelPayment(
+                payment.id, original.receiver, original.sender, wanted, refund_of=original.id
+            )
+        )
+        self.refund_keys[(original.id, key)] = (refund, payment.id)
+
     # --- settling ------------------------------------------------------------------
 
     @precondition(lambda self: self.payments)
@@ -557,6 +669,20 @@ class EngineMachine(RuleBasedStateMachine):
         }
 
     @invariant()
+    def refunds_reserved_and_refunded_are_the_models(self) -> None:
+        """G9: never more than was moved, as reserved by refunds not failed and moved by
+        completed ones."""
+        for row in self.db.connection().execute(
+            "SELECT id, coalesce(captured_amount, amount) AS moved, refund_reserved,"
+            " refunded_amount FROM payments"
+        ):
+            refunds = [p for p in self.payments if p.refund_of == row["id"]]
+            reserved = sum(p.amount for p in refunds if p.status != "failed")
+            refunded = sum(p.amount for p in refunds if p.status == "completed")
+            assert (row["refund_reserved"], row["refunded_amount"]) == (reserved, refunded)
+            assert reserved <= row["moved"]
+
+    @invariant()
     def the_audit_finds_nothing(self) -> None:
         assert verify(self.db) == []
 
@@ -598,10 +724,22 @@ class EngineMachine(RuleBasedStateMachine):
                 payment.status = "failed"
                 payment.failure_code = tried.failure_code or "linked_payment_failed"
 
+    def _refundable(self) -> list[ModelPayment]:
+        return [p for p in self.payments if p.status == "completed" and p.refund_of is None]
+
+    def _refunds_of(self, payment: ModelPayment) -> list[ModelPayment]:
+        return [p for p in self.payments if p.refund_of == payment.id]
+
     def _judge(self, payment: ModelPayment) -> None:
         """Settle ``payment`` in the model, as the engine's rules say."""
         sender, receiver = self.model[payment.sender], self.model[payment.receiver]
-        if sender.frozen or receiver.frozen:
+        original = next((p for p in self.payments if p.id == payment.refund_of), None)
+        refunded = 0
+        if original is not None:
+            refunded = sum(p.amount for p in self._refunds_of(original) if p.status == "completed")
+        if original is not None and refunded + payment.amount > original.moved:
+            payment.status, payment.failure_code = "failed", "refund_exceeds_payment"
+        elif sender.frozen or receiver.frozen:
             payment.status, payment.failure_code = "failed", "account_frozen"
         elif sender.balance - sender.held < payment.amount:
             payment.status, payment.failure_code = "failed", "insufficient_funds"
