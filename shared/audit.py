@@ -310,51 +310,45 @@ def _account_sums(
 def _pending_out(
     conn: Connection, tables: dict[str, str], params: dict[str, int]
 ) -> Iterator[Violation]:
-    """Per account, pending_out = the sum of its pending payments. In Python: SQLite's
-    ``total`` is a float, which cannot tell 2^62 + 1 from 2^62."""
-    pending: defaultdict[str, int] = defaultdict(int)
-    count: defaultdict[str, int] = defaultdict(int)
-    for account_id, amount in conn.execute(
-        "SELECT from_account_id, amount FROM payments WHERE status = 'pending'"
-        " AND from_account_id IN (SELECT id FROM {accounts})".format(**tables),
-        params,
-    ):
-        pending[account_id] += amount
-        count[account_id] += 1
-    for account_id, pending_out in conn.execute(
-        "SELECT id, pending_out FROM {accounts}".format(**tables), params
-    ):
-        if pending_out != pending[account_id]:
-            yield Violation(
-                "pending_out differs from the account's pending payments",
-                Scope.ACCOUNTS,
-                account_id,
-                f"pending_out {pending_out} but {count[account_id]} pending payment(s)",
-            )
+    """Per account, pending_out = the sum of its pending payments."""
+    return _sums_of_payments(conn, tables, params, column="pending_out", status="pending")
 
 
 def _held(conn: Connection, tables: dict[str, str], params: dict[str, int]) -> Iterator[Violation]:
     """G8: per account, held = the sum of its authorized payments (read through the
     partial index of authorized payments)."""
-    authorized: defaultdict[str, int] = defaultdict(int)
+    return _sums_of_payments(conn, tables, params, column="held", status="authorized")
+
+
+def _sums_of_payments(
+    conn: Connection,
+    tables: dict[str, str],
+    params: dict[str, int],
+    *,
+    column: str,
+    status: str,
+) -> Iterator[Violation]:
+    """Per account, ``column`` = the sum of its outgoing payments in ``status``. Summed in
+    Python: SQLite's ``total`` is a float, which cannot tell 2^62 + 1 from 2^62."""
+    owed: defaultdict[str, int] = defaultdict(int)
     count: defaultdict[str, int] = defaultdict(int)
     for account_id, amount in conn.execute(
-        "SELECT from_account_id, amount FROM payments WHERE status = 'authorized'"
+        f"SELECT from_account_id, amount FROM payments WHERE status = '{status}'"
         " AND from_account_id IN (SELECT id FROM {accounts})".format(**tables),
         params,
     ):
-        authorized[account_id] += amount
+        owed[account_id] += amount
         count[account_id] += 1
-    for account_id, held in conn.execute(
-        "SELECT id, held FROM {accounts}".format(**tables), params
+    for account_id, value in conn.execute(
+        f"SELECT id, {column} FROM {{accounts}}".format(**tables), params
     ):
-        if held != authorized[account_id]:
+        if value != owed[account_id]:
             yield Violation(
-                "held differs from the account's authorized payments",
+                f"{column} differs from the account's {status} payments",
                 Scope.ACCOUNTS,
                 account_id,
-                f"held {held} but {count[account_id]} authorized payment(s)"
-                f" of {authorized[account_id]}",
+                f"{column} {value} but {count[account_id]} {status} payment(s)"
+                f" of {owed[account_id]}",
             )
 
 
