@@ -227,6 +227,8 @@ def test_the_429_and_the_fields_are_documented_on_the_limited_routes(client: Tes
         ("/users", "post"),
         ("/payments/{payment_id}/capture", "post"),
         ("/payments/{payment_id}/void", "post"),
+        ("/payments/{payment_id}/refunds", "post"),
+        ("/payments/batch", "post"),
     }
 
     for path, item in document["paths"].items():
