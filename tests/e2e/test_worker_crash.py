@@ -121,8 +121,10 @@ def test_a_busy_worker_stopped_by_sigterm_exits_zero_and_loses_nothing(stack: St
     answers = submit_concurrently(api.url, requests)
     assert [answer.status_code for answer in answers] == [202] * STREAM
 
-    # Small groups, so that the worker is still busy when SIGTERM comes.
+    # Small groups, so that the worker is still busy when SIGTERM comes; and no sweep,
+    # which would settle the backlog a hundred at a time (every payment is past its grace).
     stack.overrides["P2P_SETTLE_GROUP"] = "2"
+    stack.overrides["P2P_SWEEP_GRACE_S"] = "3600"
     worker = stack.start_worker()
     poll(
         lambda: db.status_counts()["completed"] > 0 or None,
@@ -139,6 +141,7 @@ def test_a_busy_worker_stopped_by_sigterm_exits_zero_and_loses_nothing(stack: St
     broker = BrokerState(stack.redis_url)
     assert db.pending_ids() <= broker.queued_payment_ids()
 
+    del stack.overrides["P2P_SWEEP_GRACE_S"]  # the sweep settles what Dramatiq still holds
     stack.start_worker()
     poll(lambda: db.pending() == 0 or None, timeout=RECOVERY_TIMEOUT_S, what="no payment pending")
     stack.assert_ledger_holds()
