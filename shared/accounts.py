@@ -8,7 +8,7 @@ from shared.clock import new_id, to_text, utcnow
 from shared.errors import AccountFrozen, BalanceLimitExceeded, IdempotencyKeyReused, NotFound
 from shared.events import account_event, deposit_event, record_events
 from shared.idempotency import fingerprint
-from shared.pages import cursor_bound, page_of
+from shared.pages import newest_first
 from shared.records import Account, AccountState, AccountStatus, Deposit, LedgerEntry, Page
 from shared.store import Connection, Database, chunks, marks, rows
 
@@ -34,13 +34,15 @@ def get_account(db: Database, user_id: str, account_id: str) -> Account:
 
 def list_accounts(db: Database, user_id: str, *, limit: int, cursor: str | None) -> Page[Account]:
     """Raises: InvalidCursor."""
-    conn = db.connection()
-    before = cursor_bound(conn, cursor, "accounts", "user_id = ?", user_id)
-    rows = conn.execute(
-        "SELECT * FROM accounts WHERE user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-        (user_id, before, limit + 1),
-    ).fetchall()
-    return page_of(rows, limit, Account.from_row)
+    return newest_first(
+        db.connection(),
+        "accounts",
+        "user_id",
+        user_id,
+        limit=limit,
+        cursor=cursor,
+        build=Account.from_row,
+    )
 
 
 def set_status(conn: Connection, user_id: str, account_id: str, status: AccountStatus) -> Account:
@@ -125,13 +127,15 @@ def list_ledger(
     """Raises: NotFound: no such account, or another user's. InvalidCursor."""
     with db.read() as conn:
         owned_account(conn, user_id, account_id)
-        before = cursor_bound(conn, cursor, "ledger_entries", "account_id = ?", account_id)
-        rows = conn.execute(
-            "SELECT * FROM ledger_entries WHERE account_id = ? AND seq < ?"
-            " ORDER BY seq DESC LIMIT ?",
-            (account_id, before, limit + 1),
-        ).fetchall()
-    return page_of(rows, limit, LedgerEntry.from_row)
+        return newest_first(
+            conn,
+            "ledger_entries",
+            "account_id",
+            account_id,
+            limit=limit,
+            cursor=cursor,
+            build=LedgerEntry.from_row,
+        )
 
 
 def change_pending_out(conn: Connection, changes: dict[str, int]) -> None:

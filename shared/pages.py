@@ -76,3 +76,27 @@ def page_of(rows: list[Row], limit: int, build: Callable[[Row], T]) -> Page[T]:
     more = len(rows) > limit
     rows = rows[:limit]
     return Page([build(row) for row in rows], encode_cursor(rows[-1]["id"]) if more else None)
+
+
+def newest_first(
+    conn: Connection,
+    table: Listed,
+    owner_column: str,
+    owner: str,
+    *,
+    limit: int,
+    cursor: str | None,
+    build: Callable[[Row], T],
+) -> Page[T]:
+    """A page of ``table``'s rows whose ``owner_column`` is ``owner``, newest first, by
+    keyset on ``seq`` (an index on ``(owner_column, seq)`` serves it at any depth).
+
+    Raises:
+        InvalidCursor: the cursor was not handed out for this list.
+    """
+    before = cursor_bound(conn, cursor, table, f"{owner_column} = ?", owner)
+    rows = conn.execute(
+        f"SELECT * FROM {table} WHERE {owner_column} = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+        (owner, before, limit + 1),
+    ).fetchall()
+    return page_of(rows, limit, build)

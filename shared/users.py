@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from shared.clock import new_id, to_text, utcnow
 from shared.errors import EmailTaken, LastApiKey, NotFound, TooManyApiKeys
-from shared.pages import cursor_bound, page_of
+from shared.pages import newest_first
 from shared.records import ApiKey, Page, Signing, User
 from shared.store import Connection, Database
 
@@ -128,13 +128,15 @@ def list_api_keys(db: Database, user_id: str, *, limit: int, cursor: str | None)
     Raises:
         InvalidCursor: the cursor was not handed out for this list.
     """
-    conn = db.connection()
-    before = cursor_bound(conn, cursor, "api_keys", "user_id = ?", user_id)
-    rows = conn.execute(
-        "SELECT * FROM api_keys WHERE user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-        (user_id, before, limit + 1),
-    ).fetchall()
-    return page_of(rows, limit, ApiKey.from_row)
+    return newest_first(
+        db.connection(),
+        "api_keys",
+        "user_id",
+        user_id,
+        limit=limit,
+        cursor=cursor,
+        build=ApiKey.from_row,
+    )
 
 
 def revoke_api_key(conn: Connection, user_id: str, key_id: str) -> ApiKey:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from shared.clock import from_text, new_id, to_text, utcnow
 from shared.enums import DeliveryStatus, EventType, WebhookEndpointStatus
 from shared.errors import NotFound, TooManyWebhookEndpoints, WebhookEndpointDisabled
-from shared.pages import cursor_bound, page_of
+from shared.pages import newest_first
 from shared.records import Page
 from shared.store import Connection, Database, Row
 from shared.webhook_signing import new_secret
@@ -156,13 +156,15 @@ def list_endpoints(
     Raises:
         InvalidCursor: the cursor was not handed out for this list.
     """
-    conn = db.connection()
-    before = cursor_bound(conn, cursor, "webhook_endpoints", "user_id = ?", user_id)
-    rows = conn.execute(
-        "SELECT * FROM webhook_endpoints WHERE user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-        (user_id, before, limit + 1),
-    ).fetchall()
-    return page_of(rows, limit, WebhookEndpoint.from_row)
+    return newest_first(
+        db.connection(),
+        "webhook_endpoints",
+        "user_id",
+        user_id,
+        limit=limit,
+        cursor=cursor,
+        build=WebhookEndpoint.from_row,
+    )
 
 
 def update_endpoint(
@@ -238,13 +240,15 @@ def list_deliveries(
     """
     with db.read() as conn:
         _owned(conn, user_id, endpoint_id)
-        before = cursor_bound(conn, cursor, "webhook_deliveries", "endpoint_id = ?", endpoint_id)
-        rows = conn.execute(
-            "SELECT * FROM webhook_deliveries WHERE endpoint_id = ? AND seq < ?"
-            " ORDER BY seq DESC LIMIT ?",
-            (endpoint_id, before, limit + 1),
-        ).fetchall()
-    return page_of(rows, limit, WebhookDelivery.from_row)
+        return newest_first(
+            conn,
+            "webhook_deliveries",
+            "endpoint_id",
+            endpoint_id,
+            limit=limit,
+            cursor=cursor,
+            build=WebhookDelivery.from_row,
+        )
 
 
 def retry_delivery(
