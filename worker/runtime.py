@@ -53,8 +53,9 @@ class WorkerRuntime:
         resolver: Resolver = resolve,
     ) -> None:
         """``queue_depth`` reads the queue for the metrics; by default through the
-        broker's own client. ``clock`` and ``resolver`` are the webhook sender's (tests
-        move time, and make names resolve where they choose)."""
+        broker's own client. ``clock`` is the webhook sender's and the expiry's,
+        ``resolver`` the webhook sender's (tests move time, and make names resolve where
+        they choose)."""
         self.db = db
         self.broker = broker
         add_message_log_fields(broker)
@@ -73,7 +74,7 @@ class WorkerRuntime:
         )
         self._worker.queue_prefetch = settings.worker_prefetch
         self.sweeper = Sweeper(self.settler, settings, on_swept=self.metrics.observe_swept)
-        self.expirer = Expirer(db, settings)
+        self.expirer = Expirer(db, settings, clock=clock)
         self.pruner = EventPruner(db, settings)
         self.webhook_metrics = WebhookMetrics(db, self.metrics.registry)
         self.webhook_sender = WebhookSender(
@@ -152,8 +153,8 @@ class WorkerRuntime:
         self.dispatcher.submit(Claimed(delivery_id, endpoint_id, attempts))
 
 
-def run_worker(settings: Settings) -> None:
-    """``p2p worker``: run until SIGTERM or SIGINT."""
+def run_worker(settings: Settings, *, clock: Clock = utcnow) -> None:
+    """``p2p worker``: run until SIGTERM or SIGINT (``clock`` as ``WorkerRuntime``'s)."""
     db = open_store(settings)
     db.migrate()
     broker = redis_broker(settings.redis_url, timeout_s=WORKER_REDIS_TIMEOUT_S)
@@ -161,7 +162,7 @@ def run_worker(settings: Settings) -> None:
     queue_depth = RedisQueueDepth.from_url(
         settings.redis_url, settings.queue_name, timeout_s=settings.redis_timeout_s
     )
-    runtime = WorkerRuntime(settings, broker, db, queue_depth=queue_depth)
+    runtime = WorkerRuntime(settings, broker, db, queue_depth=queue_depth, clock=clock)
     metrics_server = serve_metrics(runtime.metrics.registry, settings)
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -34,6 +34,7 @@ T = TypeVar("T")
 
 P2P = str(Path(sys.executable).with_name("p2p"))
 CRASHING_API = str(Path(__file__).with_name("crashing_api.py"))
+LATE_WORKER = str(Path(__file__).with_name("late_worker.py"))
 START_TIMEOUT_S = 20.0
 SETTLE_TIMEOUT_S = 60.0
 LONG_POLL_S = 10.0
@@ -186,6 +187,13 @@ class Stack:
                 timeout=START_TIMEOUT_S,
                 what=f"{worker.name} to start {processes} worker(s)",
             )
+        return worker
+
+    def start_late_worker(self, *, ahead_s: float) -> Process:
+        """A worker whose expiry pass reads a clock ``ahead_s`` seconds ahead
+        (tests/e2e/late_worker.py), started as ``start_worker`` waits for one."""
+        worker = self.start("late-worker", [sys.executable, LATE_WORKER, "--ahead", str(ahead_s)])
+        worker.wait_for_output("worker started", timeout=START_TIMEOUT_S)
         return worker
 
     def start_api(self, *, processes: int = 1) -> Api:

@@ -1,6 +1,7 @@
 """G8 with real processes: a worker SIGKILLed and Redis flushed in the middle of
 authorizations and again in the middle of expiries; every authorization ends exactly
-once (captured, voided or expired), and the holds add up."""
+once (captured, voided or expired), and the holds add up. The expiring workers' clock
+runs ahead (tests/e2e/late_worker.py), so no test waits the minute a hold lasts."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from shared.clock import from_text, utcnow
 from tests.conftest import RedisServer
 from tests.e2e.harness import (
     ApiClient,
@@ -104,19 +106,27 @@ def test_holds_survive_a_killed_worker_and_a_flushed_redis_and_end_exactly_once(
     assert expiring > 3
 
     # 3. Expiries: the worker dies and Redis is flushed while it works through them, a
-    #    few per pass; the worker started after expires what is left.
-    worker = stack.processes[-1]
+    #    few per pass; the worker started after expires what is left. Their clock starts
+    #    when the first hold comes due instead of waiting the hold out: the holds come
+    #    due one after another, as far apart as they were authorized.
+    stack.processes[-1].terminate(timeout=RECOVERY_TIMEOUT_S)
+    first_due = from_text(
+        db.scalar("SELECT min(expires_at) FROM payments WHERE status = 'authorized'")
+    )
+    ahead_s = (first_due - utcnow()).total_seconds()
+    assert 0 < ahead_s <= HOLD_S
+    worker = stack.start_late_worker(ahead_s=ahead_s)
 
     def some_expired() -> bool | None:
         counts = db.status_counts()
         return (counts["expired"] > 0 and counts["authorized"] > 0) or None
 
-    poll(some_expired, timeout=HOLD_S + RECOVERY_TIMEOUT_S, what="the first expiries")
+    poll(some_expired, timeout=RECOVERY_TIMEOUT_S, what="the first expiries")
     worker.kill()
     redis_server.flushall()
     left = db.status_counts()["authorized"]
     assert 0 < left < expiring, "the expiries were not caught half-way"
-    stack.start_worker()
+    stack.start_late_worker(ahead_s=ahead_s)
     poll(
         lambda: db.status_counts()["authorized"] == 0 or None,
         timeout=RECOVERY_TIMEOUT_S,
