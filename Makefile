@@ -10,8 +10,12 @@ PROMTOOL := $(BIN)/promtool
 run: $(STAMP)  ## the API and a worker in one process on localhost:8000 (no Redis needed)
 	$(BIN)/p2p dev
 
-test: $(STAMP) $(PROMTOOL) lint  ## ruff, mypy --strict, then every test, in two processes (pytest-xdist)
-	$(BIN)/pytest -n 2
+# Four test processes on two cores: the end-to-end tests mostly wait on the processes they
+# start. One test at a time to whichever is free (--maxschedchunk 1): handed out in chunks,
+# the end-to-end tests, collected together and first (tests/conftest.py), ran one by one in
+# a single process.
+test: $(STAMP) $(PROMTOOL) lint  ## ruff, mypy --strict, then every test, in four processes (pytest-xdist)
+	$(BIN)/pytest -n 4 --maxschedchunk 1
 
 bench: $(STAMP)  ## the real stack on loopback against its ceilings (needs redis-server)
 	$(BIN)/p2p bench $(BENCH_ARGS)

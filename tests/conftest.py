@@ -33,7 +33,8 @@ from tests.backends import (
 # Fixtures for the whole suite.
 __all__ = ["backend", "blank_database_url", "database_url", "db", "postgres_server"]
 
-E2E_DIR = Path(__file__).parent / "e2e"
+TESTS_DIR = Path(__file__).parent
+E2E_DIR = TESTS_DIR / "e2e"
 REDIS_FIXTURES = frozenset({"redis_server", "fresh_redis"})
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
@@ -185,9 +186,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Markers follow from what a test is: every test under ``tests/e2e`` is ``e2e``, every
-    test that uses a Redis fixture (directly or through another) is ``redis``."""
+    test that uses a Redis fixture (directly or through another) is ``redis``.
+
+    The longest run first (pytest-xdist hands tests out in this order): the end-to-end
+    scenarios, which mostly wait on their processes, start at once and overlap with the
+    rest; the many short API tests come last and fill in until every worker is done."""
     for item in items:
         if E2E_DIR in item.path.parents:
             item.add_marker(pytest.mark.e2e)
         if REDIS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.redis)
+    items.sort(key=_start_rank)
+
+
+# By directory under tests/: e2e first, api last, any other between unit and api.
+_START_RANK = {"e2e": 0, "unit": 1, "api": 3}
+
+
+def _start_rank(item: pytest.Item) -> int:
+    if TESTS_DIR not in item.path.parents:
+        return 2
+    return _START_RANK.get(item.path.relative_to(TESTS_DIR).parts[0], 2)
