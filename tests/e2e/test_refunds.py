@@ -136,13 +136,17 @@ def test_refunds_through_a_killed_worker_and_a_flushed_redis_never_pass_what_was
     pending_at_kill: list[int] = []
 
     def kill_the_worker_and_flush_redis(answered: int) -> None:
-        if answered == len(requests) // 3:
+        # A third in, at the first answer with something still pending to be lost (a
+        # worker as fast as the API leaves nothing at times).
+        if pending_at_kill or answered < len(requests) // 3:
+            return
+        if db.pending():
             worker.popen.send_signal(signal.SIGKILL)
             pending_at_kill.append(db.pending())
             redis_server.flushall()
 
     answers = _submit_all(api.url, requests, kill_the_worker_and_flush_redis)
-    assert not worker.alive
+    assert not worker.alive, "the worker was never caught with payments pending"
     assert pending_at_kill[0] > 0, "the worker had settled everything: nothing was tested"
 
     refused = Counter(answer.json()["code"] for answer in answers if answer.status_code != 202)
