@@ -21,13 +21,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.batches import BATCH_SIZE, BatchRequests, settled_loop
-from bench.database import BenchDatabase, bench_database
+from bench.database import BenchDatabase, bench_database, engine_of
+from bench.engines import compare, report_comparison
 from bench.loadgen import Result, closed_loop, open_loop, percentile, post
 from bench.stack import BenchStack, Child
 from cli.arguments import positive_count
@@ -124,8 +125,8 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     plan = Plan.of(args)
     urls: list[str | None] = list(args.database_url or [None])
-    if len(urls) > 1 and not args.workers_sweep:
-        raise SystemExit("p2p bench: several --database-url need --workers-sweep")
+    if not args.workers_sweep:
+        urls = _one_per_engine(urls)
     directory = Path(tempfile.mkdtemp(prefix="p2p-bench-"))
     figures: dict[str, Any] = {}
     if args.workers_sweep:
@@ -136,14 +137,24 @@ def run(args: argparse.Namespace) -> int:
         figures = {"payments": plan.payments, "sweeps": sweeps}
         _report_sweeps(sweeps, plan)
     else:
-        database = bench_database(urls[0], directory)
-        stack = BenchStack(directory, UNTHROTTLED, database)
+        engines = _open_engines(urls, directory)
         try:
-            figures = asyncio.run(_measure(stack, plan, args.workers))
+            asyncio.run(_measure(engines, plan, args.workers))
         finally:
-            stack.close()
-            database.drop()
-        _report(figures, plan)
+            for engine in engines:
+                engine.stack.close()
+                engine.database.drop()
+        if len(engines) == 1:
+            figures = engines[0].figures
+            _report(figures, plan)
+        else:
+            sqlite, postgresql = (engine.figures for engine in engines)
+            figures = {"payments": plan.payments, "connections": plan.connections}
+            figures |= {"sqlite": sqlite, "postgresql": postgresql}
+            figures |= compare(sqlite, postgresql)
+            for engine in engines:
+                _report(engine.figures, plan, engine.database.engine)
+            report_comparison(figures)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     if not args.keep:
@@ -151,6 +162,56 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"run directory kept: {directory}")
     return 0
+
+
+def _one_per_engine(urls: list[str | None]) -> list[str | None]:
+    """One database, or one SQLite and one PostgreSQL, SQLite first: the run compares
+    them. Raises ``SystemExit`` for any other list."""
+    if len(urls) == 1:
+        return urls
+    try:
+        kinds = [engine_of(url) for url in urls]
+    except ValueError as error:
+        raise SystemExit(f"p2p bench: {error}") from None
+    if sorted(kinds) != ["postgresql", "sqlite"]:
+        raise SystemExit(
+            "p2p bench: several --database-url need --workers-sweep, "
+            "or are one sqlite:/// and one postgresql:// to compare"
+        )
+    return sorted(urls, key=lambda url: engine_of(url) != "sqlite")
+
+
+@dataclass
+class _Engine:
+    """One database's stack in a run: its processes, its accounts and its figures."""
+
+    database: BenchDatabase
+    stack: BenchStack
+    figures: dict[str, Any] = field(default_factory=dict)
+    api: Child | None = None
+    api_port: int = 0
+    accounts: list[tuple[str, str]] = field(default_factory=list)
+
+    def label(self, phase: str, engines: int) -> str:
+        """The phase's name on the progress line, with the engine's when there are two."""
+        return phase if engines == 1 else f"{phase} {self.database.engine}".ljust(22)
+
+
+def _open_engines(urls: list[str | None], directory: Path) -> list[_Engine]:
+    """A fresh database and a stack for each URL, each in a directory of its own when
+    there are several."""
+    engines: list[_Engine] = []
+    try:
+        for url in urls:
+            home = directory if len(urls) == 1 else directory / engine_of(url)
+            home.mkdir(exist_ok=True)
+            database = bench_database(url, home)
+            engines.append(_Engine(database, BenchStack(home, UNTHROTTLED, database)))
+    except BaseException:
+        for engine in engines:
+            engine.database.drop()
+        raise
+    return engines
 
 
 class _Progress:
@@ -170,14 +231,36 @@ class _Progress:
         print(f"\r  {self.phase:<10} [{'#' * 30}] {note}{' ' * 10}", file=sys.stderr)
 
 
-async def _measure(stack: BenchStack, plan: Plan, workers: int) -> dict[str, Any]:
-    figures: dict[str, Any] = {"payments": plan.payments, "connections": plan.connections}
-    if workers > 1:
-        figures["workers"] = workers
+async def _measure(engines: list[_Engine], plan: Plan, workers: int) -> None:
+    """The phases, each on every engine before the next phase (SQLite's submit, then
+    PostgreSQL's, …), so that what else loads the machine weighs on both alike. The
+    ceilings touch no database: measured once, they are the same yardstick for both."""
     print(f"p2p bench: {plan.payments} payments, {plan.connections} connections", file=sys.stderr)
-    stack.start_redis()
+    for engine in engines:
+        engine.figures = {
+            "database": engine.database.engine,
+            "payments": plan.payments,
+            "connections": plan.connections,
+        }
+        if workers > 1:
+            engine.figures["workers"] = workers
+        engine.stack.start_redis()
+    ceilings = await _ceilings(engines[0].stack, plan)
+    for engine in engines:
+        engine.figures |= ceilings
+        engine.api, engine.api_port = engine.stack.start_api()
+        engine.accounts = _open_accounts(engine.api_port, plan.accounts)
+    for engine in engines:
+        engine.figures |= await _submit(engine, plan, len(engines))
+    for engine in engines:
+        engine.figures |= await _drain_and_sustain(engine, plan, workers, len(engines))
+    for engine in engines:
+        engine.figures |= await _batches(engine, plan, workers, len(engines))
 
-    # The HTTP ceiling, with the same requests the submit phase sends.
+
+async def _ceilings(stack: BenchStack, plan: Plan) -> dict[str, Any]:
+    """The HTTP ceiling, with the same requests the submit phase sends, and the queue's:
+    a no-op actor with the worker's settings."""
     noop, noop_port = stack.start_noop_http()
     requests = _TransferRequests(_fake_accounts(plan.accounts), "noop")
     progress = _Progress("noop http", plan.payments)
@@ -191,22 +274,21 @@ async def _measure(stack: BenchStack, plan: Plan, workers: int) -> dict[str, Any
     )
     progress.done(f"{ceiling.rate:,.0f} req/s")
     noop.stop()
-    figures |= _latency("noop", ceiling)
+    figures = _latency("noop", ceiling)
 
-    # The queue ceiling: a no-op actor, the worker's settings.
     progress = _Progress("noop queue", 1)
     figures |= json.loads(stack.queue_ceiling(plan.payments))
     progress.done(f"{figures['queue_noop_rps']:,.0f} msg/s")
+    return figures
 
-    api, api_port = stack.start_api()
-    accounts = _open_accounts(api_port, plan.accounts)
 
-    # Submit: the API alone.
-    requests = _TransferRequests(accounts, "submit")
-    progress = _Progress("submit", plan.payments)
+async def _submit(engine: _Engine, plan: Plan, engines: int) -> dict[str, Any]:
+    """The API alone, the worker held off."""
+    requests = _TransferRequests(engine.accounts, "submit")
+    progress = _Progress(engine.label("submit", engines), plan.payments)
     submitted = await closed_loop(
         HOST,
-        api_port,
+        engine.api_port,
         requests,
         total=plan.payments,
         connections=plan.connections,
@@ -214,28 +296,36 @@ async def _measure(stack: BenchStack, plan: Plan, workers: int) -> dict[str, Any
     )
     progress.done(f"{submitted.rate:,.0f} req/s")
     _expect_only(submitted, 202, "submit")
-    figures |= _latency("submit", submitted)
-    figures["submit_ratio"] = figures["submit_rps"] / figures["noop_rps"]
+    figures = _latency("submit", submitted)
+    figures["submit_ratio"] = figures["submit_rps"] / engine.figures["noop_rps"]
+    return figures
 
-    # Drain: the worker alone settles the backlog.
-    progress = _Progress("drain", plan.payments)
+
+async def _drain_and_sustain(
+    engine: _Engine, plan: Plan, workers: int, engines: int
+) -> dict[str, Any]:
+    """Drain: the worker alone settles the submit phase's backlog. Sustained: both, at
+    half the submit rate. The worker stops at the end."""
+    stack = engine.stack
+    figures: dict[str, Any] = {}
+    progress = _Progress(engine.label("drain", engines), plan.payments)
     worker = stack.start_worker(workers)
-    rss = _RssSampler({"api": api, "worker": worker})
+    assert engine.api is not None, "the API starts before the phases"
+    rss = _RssSampler({"api": engine.api, "worker": worker})
     figures["drain_rps"] = _drain_rate(stack, progress, plan.payments, "submit")
-    figures["drain_ratio"] = figures["drain_rps"] / figures["queue_noop_rps"]
+    figures["drain_ratio"] = figures["drain_rps"] / engine.figures["queue_noop_rps"]
     progress.done(f"{figures['drain_rps']:,.0f} payments/s")
 
-    # Sustained: both, at half the submit rate.
-    rate = figures["submit_rps"] / 2
+    rate = engine.figures["submit_rps"] / 2
     figures["sustained_offered_rps"] = rate
-    requests = _TransferRequests(accounts, "sustained")
+    requests = _TransferRequests(engine.accounts, "sustained")
     depth: list[tuple[float, int, int]] = []
-    progress = _Progress("sustained", plan.sustained_s)
+    progress = _Progress(engine.label("sustained", engines), plan.sustained_s)
     sampling = _DepthSampler(stack, depth)
     sampling.start()
     sustained = await open_loop(
         HOST,
-        api_port,
+        engine.api_port,
         requests,
         rate=rate,
         seconds=plan.sustained_s,
@@ -263,17 +353,16 @@ async def _measure(stack: BenchStack, plan: Plan, workers: int) -> dict[str, Any
     progress.done(f"settle p99 {figures['settle_p99_ms']:,.0f} ms")
     figures |= rss.summary()
     worker.stop()
-    figures |= await _batches(stack, plan, api_port, accounts, workers)
     return figures
 
 
-async def _batches(
-    stack: BenchStack, plan: Plan, api_port: int, accounts: list[tuple[str, str]], workers: int
-) -> dict[str, Any]:
-    """Batch submit (the worker held off), batch drain (the worker alone), batch e2e."""
+async def _batches(engine: _Engine, plan: Plan, workers: int, engines: int) -> dict[str, Any]:
+    """Batch submit (the worker held off), batch drain (the worker alone), batch e2e.
+    The worker stops at the end."""
+    stack, api_port, accounts = engine.stack, engine.api_port, engine.accounts
     figures: dict[str, Any] = {}
     batches = max(1, plan.payments // BATCH_SIZE)
-    progress = _Progress("batch", batches)
+    progress = _Progress(engine.label("batch", engines), batches)
     submitted = await closed_loop(
         HOST,
         api_port,
@@ -287,12 +376,12 @@ async def _batches(
     figures["batch_submit_tps"] = submitted.rate * BATCH_SIZE
     progress.done(f"{figures['batch_submit_tps']:,.0f} transfers/s")
 
-    progress = _Progress("batch drain", batches * BATCH_SIZE)
-    stack.start_worker(workers)
+    progress = _Progress(engine.label("batch drain", engines), batches * BATCH_SIZE)
+    worker = stack.start_worker(workers)
     figures["batch_drain_tps"] = _drain_rate(stack, progress, batches * BATCH_SIZE, "batch")
     progress.done(f"{figures['batch_drain_tps']:,.0f} transfers/s")
 
-    progress = _Progress("batch e2e", plan.sustained_s)
+    progress = _Progress(engine.label("batch e2e", engines), plan.sustained_s)
     settled = await settled_loop(
         HOST,
         api_port,
@@ -302,6 +391,7 @@ async def _batches(
         connections=plan.connections,
         on_tick=progress,
     )
+    worker.stop()
     if settled.refused:
         raise RuntimeError(f"batch e2e: unexpected answers {settled.refused}")
     figures["batch_e2e_tps"] = settled.transfers_per_s
@@ -542,7 +632,7 @@ def _report_sweeps(sweeps: list[dict[str, Any]], plan: Plan) -> None:
         print(f"| {row['workers']} | " + " | ".join(cells) + " |")
 
 
-def _report(figures: dict[str, Any], plan: Plan) -> None:
+def _report(figures: dict[str, Any], plan: Plan, engine: str = "") -> None:
     if not figures:
         return
     rows = [
@@ -613,8 +703,9 @@ def _report(figures: dict[str, Any], plan: Plan) -> None:
         ),
     ]
     print()
+    on = f"{engine}, " if engine else ""
     print(
-        f"| measure ({plan.payments} payments, {plan.connections} connections) | figure "
+        f"| measure ({on}{plan.payments} payments, {plan.connections} connections) | figure "
         "| ceiling | ratio | target |"
     )
     print("| --- | --- | --- | --- | --- |")
