@@ -1,5 +1,6 @@
 """PostgreSQL behind the store's ``Database``: a psycopg connection pool, the store's
-placeholders translated once per SQL string, rows read by name and by index.
+placeholders translated once per SQL string into PostgreSQL's own, rows read by name and
+by index.
 
 Transactions are READ COMMITTED with explicit row locks (``PostgresEngine``); reads
 that need one snapshot run REPEATABLE READ, READ ONLY. Connections are in autocommit
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any, ClassVar, cast, overload
 
 import psycopg
@@ -143,25 +145,50 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.adapters.register_dumper(str, _BinaryTextDumper)
 
 
-_TOKEN = re.compile(r"'(?:[^']|'')*'|\?|(?<![:\w]):([A-Za-z_]\w*)|%")
+_TOKEN = re.compile(r"'(?:[^']|'')*'|\?|(?<![:\w]):([A-Za-z_]\w*)")
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """Store SQL as PostgreSQL takes it: ``$1``, ``$2``… placeholders, and the names of
+    ``:name`` ones in the order of their numbers (none for ``?``)."""
+
+    sql: str
+    names: tuple[str, ...]
+
+    def values(self, parameters: Params) -> Sequence[Any]:
+        """The bound values in placeholder order."""
+        if isinstance(parameters, Mapping):
+            return tuple(parameters[name] for name in self.names)
+        return parameters
 
 
 @functools.lru_cache(maxsize=2048)
-def translate(sql: str) -> str:
-    """The store's ``?`` and ``:name`` placeholders in psycopg's ``%s`` and ``%(name)s``;
-    a literal ``%`` doubled. Cached: the store's SQL strings are few."""
+def translate(sql: str) -> Statement:
+    """The store's ``?`` and ``:name`` placeholders as PostgreSQL's own ``$n``, sent as
+    they are by psycopg's raw cursors. With psycopg's ``%s`` the client parses the query
+    again at every execute of a statement of more than 50 values (it caches only short
+    ones), and a settled group's multi-row statements carry thousands. Cached here: the
+    store's SQL strings are few."""
+    names: list[str] = []
+    count = 0
 
     def token(match: re.Match[str]) -> str:
+        nonlocal count
         text = match[0]
         if text.startswith("'"):
-            return text.replace("%", "%%")
+            return text
         if text == "?":
-            return "%s"
-        if text == "%":
-            return "%%"
-        return f"%({match[1]})s"
+            count += 1
+            return f"${count}"
+        if match[1] not in names:
+            names.append(match[1])
+        return f"${names.index(match[1]) + 1}"
 
-    return _TOKEN.sub(token, sql)
+    translated = _TOKEN.sub(token, sql)
+    if count and names:
+        raise ValueError(f"both ? and :name placeholders in {sql!r}")
+    return Statement(translated, tuple(names))
 
 
 class PostgresConnection:
@@ -173,11 +200,16 @@ class PostgresConnection:
         self.raw = raw
 
     def execute(self, sql: str, parameters: Params = (), /) -> psycopg.Cursor[PgRow]:
-        return self.raw.execute(translate(sql), parameters)
+        statement = translate(sql)
+        return self.raw.execute(statement.sql, statement.values(parameters))
 
     def executemany(self, sql: str, parameters: Iterable[Params], /) -> None:
-        # psycopg sends the whole batch in one pipeline: one round trip, not one each.
-        self.raw.cursor().executemany(translate(sql), parameters)
+        # psycopg sends the whole batch in one pipeline: one round trip, not one each
+        # (and one for none at all, which settling would pay for each empty kind).
+        statement = translate(sql)
+        values = [statement.values(one) for one in parameters]
+        if values:
+            self.raw.cursor().executemany(statement.sql, values)
 
 
 class _Rows:
@@ -205,13 +237,18 @@ class _Autocommit:
         self._pool = pool
 
     def execute(self, sql: str, parameters: Params = (), /) -> _Rows:
+        statement = translate(sql)
         with self._pool.connection() as raw:
-            cursor = raw.execute(translate(sql), parameters)
+            cursor = raw.execute(statement.sql, statement.values(parameters))
             return _Rows(cursor.fetchall() if cursor.description is not None else [])
 
     def executemany(self, sql: str, parameters: Iterable[Params], /) -> None:
+        statement = translate(sql)
+        values = [statement.values(one) for one in parameters]
+        if not values:
+            return
         with self._pool.connection() as raw:
-            raw.cursor().executemany(translate(sql), parameters)
+            raw.cursor().executemany(statement.sql, values)
 
 
 class PostgresDatabase(Database):
@@ -225,7 +262,12 @@ class PostgresDatabase(Database):
         self._pool: ConnectionPool[psycopg.Connection[PgRow]] = ConnectionPool(
             url,
             connection_class=cast(type[psycopg.Connection[PgRow]], psycopg.Connection),
-            kwargs={"autocommit": True, "row_factory": _pg_rows},
+            kwargs={
+                "autocommit": True,
+                "row_factory": _pg_rows,
+                # $n placeholders, sent as they are (``translate``).
+                "cursor_factory": psycopg.RawCursor,
+            },
             configure=_configure,
             min_size=1,
             max_size=pool_size,
