@@ -347,9 +347,9 @@ def _on_database(url: str | None, directory: Path, plan: Plan, sweep: list[int])
 
 
 async def _sweep(stack: BenchStack, plan: Plan, sweep: list[int]) -> dict[str, Any]:
-    """For each number of accounts and N: submit a backlog with no worker running, then
-    let N worker processes drain it, profiled; one API, one database, one Redis for the
-    whole sweep."""
+    """For each number of accounts and N: submit a backlog while N worker processes,
+    booted, are stopped, then let them drain it, profiled; one API, one database, one
+    Redis for the whole sweep."""
     counts = plan.accounts_sweep or (plan.accounts,)
     print(
         f"p2p bench: drain of {plan.payments} payments by {', '.join(map(str, sweep))} "
@@ -364,23 +364,23 @@ async def _sweep(stack: BenchStack, plan: Plan, sweep: list[int]) -> dict[str, A
         for accounts in counts:
             for workers in sweep:
                 phase = f"s{repeat}a{accounts}w{workers}"
-                progress = _Progress(f"submit {workers}", plan.payments)
-                submitted = await closed_loop(
-                    HOST,
-                    api_port,
-                    _TransferRequests(opened[:accounts], phase),
-                    total=plan.payments,
-                    connections=plan.connections,
-                    on_progress=progress,
-                )
-                _expect_only(submitted, 202, phase)
-                progress.done(f"{submitted.rate:,.0f} req/s")
-                progress = _Progress(f"drain {workers}", plan.payments)
-                with scaling.hold_settling(stack.db):
-                    worker = stack.start_worker(workers)
-                    scaling.wait_booted(worker, workers)
+                worker = stack.start_worker(workers)
+                scaling.wait_booted(worker, workers)
+                with scaling.paused(worker, workers):
+                    progress = _Progress(f"submit {workers}", plan.payments)
+                    submitted = await closed_loop(
+                        HOST,
+                        api_port,
+                        _TransferRequests(opened[:accounts], phase),
+                        total=plan.payments,
+                        connections=plan.connections,
+                        on_progress=progress,
+                    )
+                    _expect_only(submitted, 202, phase)
+                    progress.done(f"{submitted.rate:,.0f} req/s")
                     profile = scaling.DrainProfile(stack, api, worker, workers, phase)
                     profile.start()
+                progress = _Progress(f"drain {workers}", plan.payments)
                 rate = _drain_rate(stack, progress, plan.payments, phase)
                 figures = profile.stop()
                 worker.stop()

@@ -3,23 +3,22 @@
 core, PostgreSQL's backend time by what it waits on, and from those a projection of the
 drain on more cores.
 
-A round is profiled from the moment every worker process has booted (its metrics port
-answers) to the last message acknowledged. On PostgreSQL the bench holds the workers off
-until then (``hold_settling``): a table lock their claims wait for, so that four
-processes booting on two cores do not settle half the backlog before the window opens.
+A round's worker processes boot first and are stopped (``paused``) while its backlog is
+submitted; the window opens as they are continued, all at once, and closes when the last
+message is acknowledged. So four processes booting on two cores neither settle part of
+the backlog early nor spend their start-up CPU inside the window.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-
-import psycopg
 
 from bench.database import BenchDatabase, PostgresBench
 from bench.pg_activity import Activity, ActivitySampler
@@ -54,16 +53,18 @@ def wait_booted(worker: Child, processes: int) -> None:
 
 
 @contextmanager
-def hold_settling(database: BenchDatabase) -> Iterator[None]:
-    """On PostgreSQL, no payment is claimed inside this block (the workers' claims wait
-    for the table lock; reads of a status do not); elsewhere, nothing."""
-    if not isinstance(database, PostgresBench):
+def paused(worker: Child, processes: int) -> Iterator[None]:
+    """The worker processes stopped (SIGSTOP) inside this block, and continued after it:
+    a backlog submitted meanwhile waits for all of them, booted already, to start at
+    once. Their parent (under ``--processes N``) runs on: it settles nothing."""
+    pids = worker_processes(worker, processes)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
         yield
-        return
-    with psycopg.connect(database.url, connect_timeout=10) as conn:
-        conn.execute("LOCK TABLE payments IN EXCLUSIVE MODE")
-        yield
-        conn.commit()
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
 
 
 class DrainProfile:
