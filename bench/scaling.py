@@ -194,21 +194,36 @@ def _database_figures(activity: Activity, payments: int) -> dict[str, Any]:
         * per,
         "commit_order_held_share": activity.ordered_s / window,
         "commit_order_ms_per_payment": activity.ordered_s * per,
+        # Backend time of settling transactions, their waits for each other's locks left
+        # out: what groups that share accounts run one at a time.
+        "worker_transaction_ms_per_payment": sum(
+            seconds
+            for (name, doing), seconds in activity.worker_statement_s.items()
+            if not doing.startswith("Lock/") and name != "read a status"
+        )
+        * per,
         "worker_in_transaction_share": activity.worker_in_transaction_s / window,
         "worker_in_transaction_ms_per_payment": activity.worker_in_transaction_s * per,
     }
 
 
-def projection(figures: dict[str, Any]) -> dict[str, float]:
+def projection(figures: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Payments/s on ``n`` cores: no more than ``n`` cores over the CPU seconds a payment
     costs the settling processes, nor one over the part that runs one transaction at a
-    time (the commit-order lock on PostgreSQL; on SQLite, every transaction)."""
+    time. Cold accounts: groups share none, and only the commit order's lock is held one
+    at a time. Hot accounts: every group locks the same ones, and the whole settling
+    transaction runs one at a time."""
     cpu_s = sum(figures["cpu_ms_per_payment"].get(kind, 0.0) for kind in SETTLING) / 1000
-    serial_s = figures.get("commit_order_ms_per_payment", 0.0) / 1000
-    rates = {}
-    for cores in PROJECTED_CORES:
-        bound = cores / cpu_s if cpu_s else float("inf")
-        rates[str(cores)] = min(bound, 1 / serial_s) if serial_s else bound
+    serial_s = {
+        "cold": figures.get("commit_order_ms_per_payment", 0.0) / 1000,
+        "hot": figures.get("worker_transaction_ms_per_payment", 0.0) / 1000,
+    }
+    rates: dict[str, dict[str, float]] = {}
+    for accounts, serial in serial_s.items():
+        rates[accounts] = {}
+        for cores in PROJECTED_CORES:
+            bound = cores / cpu_s if cpu_s else float("inf")
+            rates[accounts][str(cores)] = min(bound, 1 / serial) if serial else bound
     return rates
 
 
@@ -261,4 +276,21 @@ def report(sweeps: Sequence[dict[str, Any]]) -> None:
                 + f" | {runqueue:.3f} | {row.get('worker_lock_wait_ms_per_payment', 0):.3f}"
                 f" | {row.get('commit_order_held_share', 0):.0%}"
                 f" | {row['machine_idle_share']:.0%} |"
+            )
+        print()
+        print(
+            "| accounts | workers | settling CPU ms | commit order ms | transaction ms | "
+            + " | ".join(f"{n} cores cold / hot" for n in PROJECTED_CORES)
+            + " |"
+        )
+        print("| ---" * (len(PROJECTED_CORES) + 5) + " |")
+        for row in rounds:
+            cpu = sum(row["cpu_ms_per_payment"].get(kind, 0.0) for kind in SETTLING)
+            cold, hot = row["projection_rps"]["cold"], row["projection_rps"]["hot"]
+            print(
+                f"| {row['accounts']} | {row['workers']} | {cpu:.3f}"
+                f" | {row.get('commit_order_ms_per_payment', 0):.3f}"
+                f" | {row.get('worker_transaction_ms_per_payment', 0):.3f} | "
+                + " | ".join(f"{cold[str(n)]:,.0f} / {hot[str(n)]:,.0f}" for n in PROJECTED_CORES)
+                + " |"
             )
