@@ -96,9 +96,7 @@ def set_account_status(account_id: str, status: str) -> Call[models.Account]:
 def deposit(
     account_id: str, amount: int, description: str | None, idempotency_key: str | None
 ) -> Call[models.Deposit]:
-    body: JSON = {"amount": amount}
-    if description is not None:
-        body["description"] = description
+    body = _given({"amount": amount, "description": description})
     return Call(
         "POST",
         f"/accounts/{account_id}/deposits",
