@@ -74,6 +74,7 @@ class DrainProfile:
     def __init__(
         self, stack: BenchStack, api: Child, worker: Child, processes: int, phase: str
     ) -> None:
+        self._workers = processes
         self._db = stack.db
         self._phase = phase
         self._processes = processes
@@ -122,6 +123,7 @@ class DrainProfile:
         cpu["other"] = CpuTimes(max(0.0, machine.busy_s - ours), 0.0, 0)
         per = 1000 / max(1, payments)
         figures: dict[str, Any] = {
+            "workers": self._workers,
             "window_s": seconds,
             "window_payments": payments,
             "window_rps": payments / seconds,
@@ -210,23 +212,28 @@ def _database_figures(activity: Activity, payments: int) -> dict[str, Any]:
 
 
 def projection(figures: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Payments/s on ``n`` cores: no more than ``n`` cores over the CPU seconds a payment
-    costs the settling processes, nor one over the part that runs one transaction at a
-    time. Cold accounts: groups share none, and only the commit order's lock is held one
-    at a time. Hot accounts: every group locks the same ones, and the whole settling
-    transaction runs one at a time."""
+    """Payments/s on ``n`` cores, with the round's number of worker processes: no more
+    than ``n`` cores over the CPU seconds a payment costs the settling processes, nor
+    than what runs one transaction at a time allows. Cold accounts: groups share none;
+    the commit order's lock is held by one transaction at a time, and each worker runs
+    one settling transaction at a time. Hot accounts: every group locks the same ones,
+    so the whole settling transaction runs one at a time, whatever the workers."""
     cpu_s = sum(figures["cpu_ms_per_payment"].get(kind, 0.0) for kind in SETTLING) / 1000
-    serial_s = {
-        "cold": figures.get("commit_order_ms_per_payment", 0.0) / 1000,
-        "hot": figures.get("worker_transaction_ms_per_payment", 0.0) / 1000,
+    ordered_s = figures.get("commit_order_ms_per_payment", 0.0) / 1000
+    transaction_s = figures.get("worker_transaction_ms_per_payment", 0.0) / 1000
+    workers = figures.get("workers", 1)
+    serial_rate = {
+        "cold": min(_per(ordered_s), workers * _per(transaction_s)),
+        "hot": _per(transaction_s),
     }
-    rates: dict[str, dict[str, float]] = {}
-    for accounts, serial in serial_s.items():
-        rates[accounts] = {}
-        for cores in PROJECTED_CORES:
-            bound = cores / cpu_s if cpu_s else float("inf")
-            rates[accounts][str(cores)] = min(bound, 1 / serial) if serial else bound
-    return rates
+    return {
+        accounts: {str(cores): min(cores * _per(cpu_s), cap) for cores in PROJECTED_CORES}
+        for accounts, cap in serial_rate.items()
+    }
+
+
+def _per(seconds: float) -> float:
+    return 1 / seconds if seconds else float("inf")
 
 
 def _settled(db: BenchDatabase, phase: str) -> int:

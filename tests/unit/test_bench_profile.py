@@ -59,8 +59,9 @@ def test_settle_statements_are_named_and_others_shown_by_their_first_words() -> 
 
 def test_the_projection_is_bound_by_cores_over_cpu_and_by_the_serialized_part() -> None:
     figures = {
-        # 1 ms of settling CPU a payment; 0.25 ms of it under the commit order's lock,
-        # 0.5 ms of it in the settling transaction.
+        # 1 ms of settling CPU a payment; 0.25 ms under the commit order's lock, 0.5 ms
+        # in the settling transaction (two workers can run two of those at once).
+        "workers": 2,
         "cpu_ms_per_payment": {"worker": 0.5, "pg: worker backends": 0.5, "api": 9.0},
         "commit_order_ms_per_payment": 0.25,
         "worker_transaction_ms_per_payment": 0.5,
@@ -70,6 +71,17 @@ def test_the_projection_is_bound_by_cores_over_cpu_and_by_the_serialized_part() 
 
     assert projected["cold"] == {"1": 1000, "2": 2000, "4": 4000, "8": 4000, "16": 4000}
     assert projected["hot"] == {"1": 1000, "2": 2000, "4": 2000, "8": 2000, "16": 2000}
+
+
+def test_one_worker_settles_one_transaction_at_a_time_even_on_cold_accounts() -> None:
+    figures = {
+        "workers": 1,
+        "cpu_ms_per_payment": {"worker": 0.25},
+        "commit_order_ms_per_payment": 0.1,
+        "worker_transaction_ms_per_payment": 0.5,
+    }
+
+    assert projection(figures)["cold"]["16"] == 2000.0
 
 
 def test_without_a_serialized_part_the_projection_grows_with_the_cores() -> None:
