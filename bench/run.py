@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import scaling
 from bench.batches import BATCH_SIZE, BatchRequests, settled_loop
 from bench.database import BenchDatabase, bench_database, engine_of
 from bench.engines import compare, report_comparison
@@ -50,6 +51,8 @@ class Plan:
     connections: int
     sustained_s: float
     accounts: int = 100
+    accounts_sweep: tuple[int, ...] = ()
+    repeat: int = 1
 
     @classmethod
     def of(cls, args: argparse.Namespace) -> Plan:
@@ -59,12 +62,16 @@ class Plan:
                 connections=args.connections,
                 sustained_s=args.seconds or 6,
                 accounts=args.accounts,
+                accounts_sweep=tuple(args.accounts_sweep or ()),
+                repeat=args.repeat,
             )
         return cls(
             payments=args.payments or 20_000,
             connections=args.connections,
             sustained_s=args.seconds or 30,
             accounts=args.accounts,
+            accounts_sweep=tuple(args.accounts_sweep or ()),
+            repeat=args.repeat,
         )
 
 
@@ -99,7 +106,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers-sweep",
         type=_counts,
         metavar="N,N,…",
-        help="instead of the phases: drain throughput with each number of worker processes",
+        help="instead of the phases: drain throughput with each number of worker processes,"
+        " profiled (bench.scaling)",
+    )
+    parser.add_argument(
+        "--accounts-sweep",
+        type=_accounts,
+        metavar="N,N,…",
+        help="with --workers-sweep: sweep each number of accounts in turn (few: hot, many: cold)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=positive_count,
+        default=1,
+        help="with --workers-sweep: run every round this many times, alternating",
     )
 
 
@@ -112,6 +132,10 @@ def _two_or_more(text: str) -> int:
 
 def _counts(text: str) -> list[int]:
     return [positive_count(part) for part in text.split(",")]
+
+
+def _accounts(text: str) -> list[int]:
+    return [_two_or_more(part) for part in text.split(",")]
 
 
 def main(argv: Sequence[str]) -> int:
@@ -135,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
             for index, url in enumerate(urls)
         ]
         figures = {"payments": plan.payments, "sweeps": sweeps}
-        _report_sweeps(sweeps, plan)
+        scaling.report(sweeps)
     else:
         engines = _open_engines(urls, directory)
         try:
@@ -404,7 +428,9 @@ def _on_database(url: str | None, directory: Path, plan: Plan, sweep: list[int])
     """One workers sweep on a fresh database of its own, with its own stack."""
     directory.mkdir(parents=True)
     database = bench_database(url, directory)
-    stack = BenchStack(directory, UNTHROTTLED, database)
+    # A pass of reconciliation costs per ledger slice, not per payment: each worker
+    # process's own would land in some rounds' windows and not in others.
+    stack = BenchStack(directory, UNTHROTTLED | {"P2P_RECONCILE_INTERVAL_S": "0"}, database)
     try:
         return asyncio.run(_sweep(stack, plan, sweep))
     finally:
@@ -413,36 +439,47 @@ def _on_database(url: str | None, directory: Path, plan: Plan, sweep: list[int])
 
 
 async def _sweep(stack: BenchStack, plan: Plan, sweep: list[int]) -> dict[str, Any]:
-    """For each N: submit a backlog with no worker running, then let N worker processes
-    drain it; one API, one database, one Redis for the whole sweep."""
+    """For each number of accounts and N: submit a backlog while N worker processes,
+    booted, are stopped, then let them drain it, profiled; one API, one database, one
+    Redis for the whole sweep."""
+    counts = plan.accounts_sweep or (plan.accounts,)
     print(
         f"p2p bench: drain of {plan.payments} payments by {', '.join(map(str, sweep))} "
-        "worker process(es)",
+        f"worker process(es), between {' then '.join(map(str, counts))} accounts",
         file=sys.stderr,
     )
     stack.start_redis()
-    _, api_port = stack.start_api()
-    accounts = _open_accounts(api_port, plan.accounts)
+    api, api_port = stack.start_api()
+    opened = _open_accounts(api_port, max(counts))
     rounds = []
-    for workers in sweep:
-        phase = f"sweep{workers}"
-        progress = _Progress(f"submit {workers}", plan.payments)
-        submitted = await closed_loop(
-            HOST,
-            api_port,
-            _TransferRequests(accounts, phase),
-            total=plan.payments,
-            connections=plan.connections,
-            on_progress=progress,
-        )
-        _expect_only(submitted, 202, phase)
-        progress.done(f"{submitted.rate:,.0f} req/s")
-        progress = _Progress(f"drain {workers}", plan.payments)
-        worker = stack.start_worker(workers)
-        rate = _drain_rate(stack, progress, plan.payments, phase)
-        worker.stop()
-        progress.done(f"{rate:,.0f} payments/s")
-        rounds.append({"workers": workers, "drain_rps": rate})
+    for repeat in range(plan.repeat):
+        for accounts in counts:
+            for workers in sweep:
+                phase = f"s{repeat}a{accounts}w{workers}"
+                worker = stack.start_worker(workers)
+                scaling.wait_booted(worker, workers)
+                with scaling.paused(worker, workers):
+                    progress = _Progress(f"submit {workers}", plan.payments)
+                    submitted = await closed_loop(
+                        HOST,
+                        api_port,
+                        _TransferRequests(opened[:accounts], phase),
+                        total=plan.payments,
+                        connections=plan.connections,
+                        on_progress=progress,
+                    )
+                    _expect_only(submitted, 202, phase)
+                    progress.done(f"{submitted.rate:,.0f} req/s")
+                    profile = scaling.DrainProfile(stack, api, worker, workers, phase)
+                    profile.start()
+                progress = _Progress(f"drain {workers}", plan.payments)
+                rate = _drain_rate(stack, progress, plan.payments, phase)
+                figures = profile.stop()
+                worker.stop()
+                progress.done(f"{rate:,.0f} payments/s")
+                rounds.append(
+                    {"workers": workers, "accounts": accounts, "drain_rps": rate} | figures
+                )
     return {
         "payments": plan.payments,
         "database": stack.db.url.split(":", 1)[0],
@@ -610,26 +647,6 @@ class _RssSampler:
                 else 0.0
             )
         return out
-
-
-def _report_sweeps(sweeps: list[dict[str, Any]], plan: Plan) -> None:
-    """One row per number of workers, a column per database swept."""
-    if not sweeps:
-        return
-    print()
-    print(
-        f"| worker processes ({plan.payments} payments) | "
-        + " | ".join(f"{sweep['database']} drain | vs first" for sweep in sweeps)
-        + " |"
-    )
-    print("| --- |" + " --- | --- |" * len(sweeps))
-    for index, row in enumerate(sweeps[0]["workers_sweep"]):
-        cells = []
-        for sweep in sweeps:
-            rate = sweep["workers_sweep"][index]["drain_rps"]
-            first = sweep["workers_sweep"][0]["drain_rps"]
-            cells.append(f"{rate:,.0f} payments/s | {rate / first:.2f}")
-        print(f"| {row['workers']} | " + " | ".join(cells) + " |")
 
 
 def _report(figures: dict[str, Any], plan: Plan, engine: str = "") -> None:

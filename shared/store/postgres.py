@@ -52,11 +52,11 @@ class PostgresEngine(Engine):
     integrity_error = (psycopg.IntegrityError,)
     infrastructure_error = (psycopg.OperationalError,)
     conflict_error = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
-    # A transaction shared by several API writes would lock their accounts in the order
-    # the requests came, and so could deadlock with another process's. One write per
-    # transaction locks one account and then waits for nothing: it never deadlocks, and
-    # PostgreSQL shares the WAL flush of commits from many connections by itself.
-    writes_per_transaction = 1
+    # Writes of different kinds in one transaction would take their row locks one after
+    # the other, in the order the requests came, some after another's ``order_commits``:
+    # they could deadlock with another process's. A run of batched transfers locks all
+    # its senders in one ordered statement first, and so shares one commit safely.
+    writes_share_transactions = False
 
     def select_for_update(self, select: str) -> str:
         # NO KEY UPDATE: ids never change, and so the KEY SHARE lock a foreign-key check

@@ -36,8 +36,9 @@ class SQLiteEngine(Engine):
     integrity_error = (sqlite3.IntegrityError,)
     infrastructure_error = (sqlite3.OperationalError,)
     conflict_error = ()
-    # One writer at a time: concurrent writes go faster in one transaction, one fsync.
-    writes_per_transaction = None
+    # One writer at a time, holding the whole database: no row lock to wait for, and
+    # concurrent writes go faster in one transaction, one fsync.
+    writes_share_transactions = True
 
     def select_for_update(self, select: str) -> str:
         return select
