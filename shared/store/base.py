@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import anyio.to_thread
@@ -175,6 +175,16 @@ class Database(ABC):
                 if attempt == CONFLICT_ATTEMPTS:
                     raise
         raise AssertionError("unreachable")
+
+    @abstractmethod
+    async def fetch(self, sql: str, parameters: Params = (), /) -> Sequence[Row]:
+        """The rows of one short statement, run in autocommit mode from an event loop
+        without blocking it, inside ``event_loop_reads()``."""
+
+    def event_loop_reads(self) -> AbstractAsyncContextManager[None]:
+        """What ``fetch`` needs on the running event loop, open for the block (the
+        app's lifespan): nothing, unless the engine says otherwise."""
+        return nullcontext()
 
     async def read_from_event_loop(
         self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs

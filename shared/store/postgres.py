@@ -10,10 +10,11 @@ each statement run through ``connection()``.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast, overload
 
@@ -22,7 +23,7 @@ import psycopg.errors
 from psycopg.abc import Buffer
 from psycopg.rows import RowMaker
 from psycopg.types.string import StrBinaryDumper, StrDumperUnknown
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from shared.schema import POSTGRES_MIGRATIONS
 from shared.store.base import (
@@ -120,7 +121,7 @@ def row_class(names: tuple[str, ...]) -> type[PgRow]:
     return type("PgRow", (PgRow,), {"__slots__": (), "_index": index})
 
 
-def _pg_rows(cursor: psycopg.Cursor[Any]) -> RowMaker[PgRow]:
+def _pg_rows(cursor: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> RowMaker[PgRow]:
     names = tuple(column.name for column in cursor.description or ())
     return row_class(names)
 
@@ -140,9 +141,13 @@ class _BinaryTextDumper(StrBinaryDumper):
         return super().dump(obj.replace("\x00", "\ufffd"))
 
 
-def _configure(conn: psycopg.Connection[Any]) -> None:
+def _configure(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
     conn.adapters.register_dumper(str, _TextDumper)
     conn.adapters.register_dumper(str, _BinaryTextDumper)
+
+
+async def _configure_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    _configure(conn)
 
 
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\?|(?<![:\w]):([A-Za-z_]\w*)")
@@ -252,13 +257,29 @@ class _Autocommit:
 
 
 class PostgresDatabase(Database):
-    """A PostgreSQL database, through a pool of at most ``pool_size`` connections."""
+    """A PostgreSQL database, through a pool of at most ``pool_size`` connections, and
+    one of at most ``event_loop_pool_size`` on each event loop that reads through
+    ``fetch`` (``event_loop_reads``)."""
 
     engine = POSTGRES
 
-    def __init__(self, url: str, *, pool_size: int = 10, connect_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        event_loop_pool_size: int = 4,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
         self.url = url
         self.path = shown_url(url)
+        self._event_loop_pool_size = event_loop_pool_size
+        self._connect_timeout_s = connect_timeout_s
+        # An asyncio pool belongs to the loop it was opened on; each app serving this
+        # database (tests run several at once, each on its own loop) opens its own.
+        self._loop_pools: dict[
+            asyncio.AbstractEventLoop, AsyncConnectionPool[psycopg.AsyncConnection[PgRow]]
+        ] = {}
         self._pool: ConnectionPool[psycopg.Connection[PgRow]] = ConnectionPool(
             url,
             connection_class=cast(type[psycopg.Connection[PgRow]], psycopg.Connection),
@@ -292,6 +313,48 @@ class PostgresDatabase(Database):
             with psycopg.connect(self.url, connect_timeout=max(1, int(timeout_s))):
                 pass  # raises psycopg.OperationalError, saying why
             raise
+
+    @asynccontextmanager
+    async def event_loop_reads(self) -> AsyncIterator[None]:
+        """A pool of connections on the running loop for ``fetch``, opened and waited
+        for as the synchronous pool is at start, closed at the end of the block."""
+        loop = asyncio.get_running_loop()
+        if loop in self._loop_pools:
+            yield  # whoever opened it closes it
+            return
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[PgRow]] = AsyncConnectionPool(
+            self.url,
+            connection_class=cast(type[psycopg.AsyncConnection[PgRow]], psycopg.AsyncConnection),
+            kwargs={
+                "autocommit": True,
+                "row_factory": _pg_rows,
+                "cursor_factory": psycopg.AsyncRawCursor,
+            },
+            configure=_configure_async,
+            min_size=1,
+            max_size=self._event_loop_pool_size,
+            timeout=POOL_WAIT_S,
+            name="p2p-event-loop",
+            open=False,
+        )
+        await pool.open(wait=True, timeout=self._connect_timeout_s)
+        self._loop_pools[loop] = pool
+        try:
+            yield
+        finally:
+            del self._loop_pools[loop]
+            await pool.close()
+
+    async def fetch(self, sql: str, parameters: Params = (), /) -> Sequence[Row]:
+        """On a connection of this loop's pool, in autocommit mode: fetched in full, so
+        no snapshot outlives the statement (a revoked key is refused at once)."""
+        pool = self._loop_pools.get(asyncio.get_running_loop())
+        if pool is None:
+            raise RuntimeError("fetch outside event_loop_reads(): no pool on this loop")
+        statement = translate(sql)
+        async with pool.connection() as raw:
+            cursor = await raw.execute(statement.sql, statement.values(parameters))
+            return await cursor.fetchall()
 
     @contextmanager
     def write(self) -> Iterator[PostgresConnection]:
