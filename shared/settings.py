@@ -89,7 +89,7 @@ class Settings(BaseSettings):
         ge=1,
         le=1000,
         description="PostgreSQL connections each API process keeps, at most, besides"
-        " `postgres_pool_size`, for the reads it runs on its event loop (the API-key lookup"
+        " `P2P_POSTGRES_POOL_SIZE`, for the reads it runs on its event loop (the API-key lookup"
         " of every request): lookups wait for one of them, so at most this many per"
         " round trip to the server.",
     )
