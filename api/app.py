@@ -54,7 +54,8 @@ def create_app(
         )
         polling = asyncio.create_task(waiter.run(), name="p2p-long-poll")
         try:
-            yield
+            async with db.event_loop_reads():
+                yield
         finally:
             polling.cancel()
             with suppress(asyncio.CancelledError):

@@ -17,7 +17,7 @@ from shared import logs
 from shared.errors import SignatureInvalid
 from shared.signatures import SignedRequest, verify_request
 from shared.store import Database
-from shared.users import KeyHolder, authenticate_key
+from shared.users import authenticate_key_on_loop
 
 DOCS_ASSETS = "/docs/assets"
 """Where the files of ``/docs`` and ``/redoc`` are served."""
@@ -99,8 +99,8 @@ class AuthenticationMiddleware:
     ``401 signature_invalid`` before anything downstream sees it.
 
     The key is looked up on every request, so a revoked key is refused at once by every
-    API process. It is one indexed read, run as the store says a read from the event
-    loop should be (``Database.read_from_event_loop``).
+    API process. It is one indexed read, run on the event loop without blocking it
+    (``Database.fetch``).
     """
 
     def __init__(self, app: ASGIApp, db: Database) -> None:
@@ -113,7 +113,7 @@ class AuthenticationMiddleware:
             await self.app(scope, receive, send)
             return
         token = _bearer_token(scope)
-        holder = None if token is None else await self._authenticate(token)
+        holder = None if token is None else await authenticate_key_on_loop(self.db, token)
         if holder is None:
             response = problem(
                 401, "unauthorized", KEY_REQUIRED, headers={"WWW-Authenticate": "Bearer"}
@@ -137,9 +137,6 @@ class AuthenticationMiddleware:
         state["api_key_id"] = holder.key_id
         logs.bind(user_id=holder.user.id)
         await self.app(scope, receive, send)
-
-    async def _authenticate(self, token: str) -> KeyHolder | None:
-        return await self.db.read_from_event_loop(authenticate_key, self.db, token)
 
 
 async def _buffered(receive: Receive) -> tuple[bytes, Receive]:

@@ -21,6 +21,8 @@ Row = tuple[str | None, ...]
 class BenchDatabase(Protocol):
     url: str
     """What the bench's processes get as ``P2P_DATABASE_URL``."""
+    engine: str
+    """``sqlite`` or ``postgresql``."""
 
     def rows(self, query: str) -> list[Row]: ...
 
@@ -32,15 +34,27 @@ def bench_database(server_url: str | None, directory: Path) -> BenchDatabase:
 
     Raises ``ValueError`` for a URL that is neither ``sqlite:///`` nor ``postgresql://``.
     """
-    if server_url is None or server_url.startswith("sqlite:///"):
+    if server_url is None or engine_of(server_url) == "sqlite":
         return SqliteBench(directory / "bench.db")
+    return PostgresBench.create(server_url)
+
+
+def engine_of(server_url: str | None) -> str:
+    """``sqlite`` (no URL, or ``sqlite:///…``) or ``postgresql``.
+
+    Raises ``ValueError`` for a URL that is neither.
+    """
+    if server_url is None or server_url.startswith("sqlite:///"):
+        return "sqlite"
     if server_url.startswith(("postgresql://", "postgres://")):
-        return PostgresBench.create(server_url)
+        return "postgresql"
     raise ValueError(f"--database-url: sqlite:///… or postgresql://…, not {server_url!r}")
 
 
 class SqliteBench:
     """A new file for every run (a ``sqlite:///`` URL given names only the kind)."""
+
+    engine = "sqlite"
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -57,6 +71,8 @@ class SqliteBench:
 class PostgresBench:
     """``p2p_bench_<random>`` on the server of ``server_url``, created through its
     ``postgres`` database and dropped (``WITH (FORCE)``) at the end."""
+
+    engine = "postgresql"
 
     def __init__(self, server_url: str, name: str) -> None:
         self._admin_url = _with_database(server_url, "postgres")

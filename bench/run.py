@@ -21,13 +21,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import scaling
 from bench.batches import BATCH_SIZE, BatchRequests, settled_loop
-from bench.database import BenchDatabase, bench_database
+from bench.database import BenchDatabase, bench_database, engine_of
+from bench.engines import compare, report_comparison
 from bench.loadgen import Result, closed_loop, open_loop, percentile, post
 from bench.stack import BenchStack, Child
 from cli.arguments import positive_count
@@ -49,6 +51,8 @@ class Plan:
     connections: int
     sustained_s: float
     accounts: int = 100
+    accounts_sweep: tuple[int, ...] = ()
+    repeat: int = 1
 
     @classmethod
     def of(cls, args: argparse.Namespace) -> Plan:
@@ -58,12 +62,16 @@ class Plan:
                 connections=args.connections,
                 sustained_s=args.seconds or 6,
                 accounts=args.accounts,
+                accounts_sweep=tuple(args.accounts_sweep or ()),
+                repeat=args.repeat,
             )
         return cls(
             payments=args.payments or 20_000,
             connections=args.connections,
             sustained_s=args.seconds or 30,
             accounts=args.accounts,
+            accounts_sweep=tuple(args.accounts_sweep or ()),
+            repeat=args.repeat,
         )
 
 
@@ -98,7 +106,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers-sweep",
         type=_counts,
         metavar="N,N,…",
-        help="instead of the phases: drain throughput with each number of worker processes",
+        help="instead of the phases: drain throughput with each number of worker processes,"
+        " profiled (bench.scaling)",
+    )
+    parser.add_argument(
+        "--accounts-sweep",
+        type=_accounts,
+        metavar="N,N,…",
+        help="with --workers-sweep: sweep each number of accounts in turn (few: hot, many: cold)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=positive_count,
+        default=1,
+        help="with --workers-sweep: run every round this many times, alternating",
     )
 
 
@@ -113,6 +134,10 @@ def _counts(text: str) -> list[int]:
     return [positive_count(part) for part in text.split(",")]
 
 
+def _accounts(text: str) -> list[int]:
+    return [_two_or_more(part) for part in text.split(",")]
+
+
 def main(argv: Sequence[str]) -> int:
     """``p2p bench ARGV``."""
     parser = argparse.ArgumentParser(prog="p2p bench", description=DESCRIPTION)
@@ -124,8 +149,8 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     plan = Plan.of(args)
     urls: list[str | None] = list(args.database_url or [None])
-    if len(urls) > 1 and not args.workers_sweep:
-        raise SystemExit("p2p bench: several --database-url need --workers-sweep")
+    if not args.workers_sweep:
+        urls = _one_per_engine(urls)
     directory = Path(tempfile.mkdtemp(prefix="p2p-bench-"))
     figures: dict[str, Any] = {}
     if args.workers_sweep:
@@ -134,16 +159,26 @@ def run(args: argparse.Namespace) -> int:
             for index, url in enumerate(urls)
         ]
         figures = {"payments": plan.payments, "sweeps": sweeps}
-        _report_sweeps(sweeps, plan)
+        scaling.report(sweeps)
     else:
-        database = bench_database(urls[0], directory)
-        stack = BenchStack(directory, UNTHROTTLED, database)
+        engines = _open_engines(urls, directory)
         try:
-            figures = asyncio.run(_measure(stack, plan, args.workers))
+            asyncio.run(_measure(engines, plan, args.workers))
         finally:
-            stack.close()
-            database.drop()
-        _report(figures, plan)
+            for engine in engines:
+                engine.stack.close()
+                engine.database.drop()
+        if len(engines) == 1:
+            figures = engines[0].figures
+            _report(figures, plan)
+        else:
+            sqlite, postgresql = (engine.figures for engine in engines)
+            figures = {"payments": plan.payments, "connections": plan.connections}
+            figures |= {"sqlite": sqlite, "postgresql": postgresql}
+            figures |= compare(sqlite, postgresql)
+            for engine in engines:
+                _report(engine.figures, plan, engine.database.engine)
+            report_comparison(figures)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     if not args.keep:
@@ -151,6 +186,56 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"run directory kept: {directory}")
     return 0
+
+
+def _one_per_engine(urls: list[str | None]) -> list[str | None]:
+    """One database, or one SQLite and one PostgreSQL, SQLite first: the run compares
+    them. Raises ``SystemExit`` for any other list."""
+    if len(urls) == 1:
+        return urls
+    try:
+        kinds = [engine_of(url) for url in urls]
+    except ValueError as error:
+        raise SystemExit(f"p2p bench: {error}") from None
+    if sorted(kinds) != ["postgresql", "sqlite"]:
+        raise SystemExit(
+            "p2p bench: several --database-url need --workers-sweep, "
+            "or are one sqlite:/// and one postgresql:// to compare"
+        )
+    return sorted(urls, key=lambda url: engine_of(url) != "sqlite")
+
+
+@dataclass
+class _Engine:
+    """One database's stack in a run: its processes, its accounts and its figures."""
+
+    database: BenchDatabase
+    stack: BenchStack
+    figures: dict[str, Any] = field(default_factory=dict)
+    api: Child | None = None
+    api_port: int = 0
+    accounts: list[tuple[str, str]] = field(default_factory=list)
+
+    def label(self, phase: str, engines: int) -> str:
+        """The phase's name on the progress line, with the engine's when there are two."""
+        return phase if engines == 1 else f"{phase} {self.database.engine}".ljust(22)
+
+
+def _open_engines(urls: list[str | None], directory: Path) -> list[_Engine]:
+    """A fresh database and a stack for each URL, each in a directory of its own when
+    there are several."""
+    engines: list[_Engine] = []
+    try:
+        for url in urls:
+            home = directory if len(urls) == 1 else directory / engine_of(url)
+            home.mkdir(exist_ok=True)
+            database = bench_database(url, home)
+            engines.append(_Engine(database, BenchStack(home, UNTHROTTLED, database)))
+    except BaseException:
+        for engine in engines:
+            engine.database.drop()
+        raise
+    return engines
 
 
 class _Progress:
@@ -170,14 +255,36 @@ class _Progress:
         print(f"\r  {self.phase:<10} [{'#' * 30}] {note}{' ' * 10}", file=sys.stderr)
 
 
-async def _measure(stack: BenchStack, plan: Plan, workers: int) -> dict[str, Any]:
-    figures: dict[str, Any] = {"payments": plan.payments, "connections": plan.connections}
-    if workers > 1:
-        figures["workers"] = workers
+async def _measure(engines: list[_Engine], plan: Plan, workers: int) -> None:
+    """The phases, each on every engine before the next phase (SQLite's submit, then
+    PostgreSQL's, …), so that what else loads the machine weighs on both alike. The
+    ceilings touch no database: measured once, they are the same yardstick for both."""
     print(f"p2p bench: {plan.payments} payments, {plan.connections} connections", file=sys.stderr)
-    stack.start_redis()
+    for engine in engines:
+        engine.figures = {
+            "database": engine.database.engine,
+            "payments": plan.payments,
+            "connections": plan.connections,
+        }
+        if workers > 1:
+            engine.figures["workers"] = workers
+        engine.stack.start_redis()
+    ceilings = await _ceilings(engines[0].stack, plan)
+    for engine in engines:
+        engine.figures |= ceilings
+        engine.api, engine.api_port = engine.stack.start_api()
+        engine.accounts = _open_accounts(engine.api_port, plan.accounts)
+    for engine in engines:
+        engine.figures |= await _submit(engine, plan, len(engines))
+    for engine in engines:
+        engine.figures |= await _drain_and_sustain(engine, plan, workers, len(engines))
+    for engine in engines:
+        engine.figures |= await _batches(engine, plan, workers, len(engines))
 
-    # The HTTP ceiling, with the same requests the submit phase sends.
+
+async def _ceilings(stack: BenchStack, plan: Plan) -> dict[str, Any]:
+    """The HTTP ceiling, with the same requests the submit phase sends, and the queue's:
+    a no-op actor with the worker's settings."""
     noop, noop_port = stack.start_noop_http()
     requests = _TransferRequests(_fake_accounts(plan.accounts), "noop")
     progress = _Progress("noop http", plan.payments)
@@ -191,22 +298,21 @@ async def _measure(stack: BenchStack, plan: Plan, workers: int) -> dict[str, Any
     )
     progress.done(f"{ceiling.rate:,.0f} req/s")
     noop.stop()
-    figures |= _latency("noop", ceiling)
+    figures = _latency("noop", ceiling)
 
-    # The queue ceiling: a no-op actor, the worker's settings.
     progress = _Progress("noop queue", 1)
     figures |= json.loads(stack.queue_ceiling(plan.payments))
     progress.done(f"{figures['queue_noop_rps']:,.0f} msg/s")
+    return figures
 
-    api, api_port = stack.start_api()
-    accounts = _open_accounts(api_port, plan.accounts)
 
-    # Submit: the API alone.
-    requests = _TransferRequests(accounts, "submit")
-    progress = _Progress("submit", plan.payments)
+async def _submit(engine: _Engine, plan: Plan, engines: int) -> dict[str, Any]:
+    """The API alone, the worker held off."""
+    requests = _TransferRequests(engine.accounts, "submit")
+    progress = _Progress(engine.label("submit", engines), plan.payments)
     submitted = await closed_loop(
         HOST,
-        api_port,
+        engine.api_port,
         requests,
         total=plan.payments,
         connections=plan.connections,
@@ -214,28 +320,36 @@ async def _measure(stack: BenchStack, plan: Plan, workers: int) -> dict[str, Any
     )
     progress.done(f"{submitted.rate:,.0f} req/s")
     _expect_only(submitted, 202, "submit")
-    figures |= _latency("submit", submitted)
-    figures["submit_ratio"] = figures["submit_rps"] / figures["noop_rps"]
+    figures = _latency("submit", submitted)
+    figures["submit_ratio"] = figures["submit_rps"] / engine.figures["noop_rps"]
+    return figures
 
-    # Drain: the worker alone settles the backlog.
-    progress = _Progress("drain", plan.payments)
+
+async def _drain_and_sustain(
+    engine: _Engine, plan: Plan, workers: int, engines: int
+) -> dict[str, Any]:
+    """Drain: the worker alone settles the submit phase's backlog. Sustained: both, at
+    half the submit rate. The worker stops at the end."""
+    stack = engine.stack
+    figures: dict[str, Any] = {}
+    progress = _Progress(engine.label("drain", engines), plan.payments)
     worker = stack.start_worker(workers)
-    rss = _RssSampler({"api": api, "worker": worker})
+    assert engine.api is not None, "the API starts before the phases"
+    rss = _RssSampler({"api": engine.api, "worker": worker})
     figures["drain_rps"] = _drain_rate(stack, progress, plan.payments, "submit")
-    figures["drain_ratio"] = figures["drain_rps"] / figures["queue_noop_rps"]
+    figures["drain_ratio"] = figures["drain_rps"] / engine.figures["queue_noop_rps"]
     progress.done(f"{figures['drain_rps']:,.0f} payments/s")
 
-    # Sustained: both, at half the submit rate.
-    rate = figures["submit_rps"] / 2
+    rate = engine.figures["submit_rps"] / 2
     figures["sustained_offered_rps"] = rate
-    requests = _TransferRequests(accounts, "sustained")
+    requests = _TransferRequests(engine.accounts, "sustained")
     depth: list[tuple[float, int, int]] = []
-    progress = _Progress("sustained", plan.sustained_s)
+    progress = _Progress(engine.label("sustained", engines), plan.sustained_s)
     sampling = _DepthSampler(stack, depth)
     sampling.start()
     sustained = await open_loop(
         HOST,
-        api_port,
+        engine.api_port,
         requests,
         rate=rate,
         seconds=plan.sustained_s,
@@ -263,17 +377,16 @@ async def _measure(stack: BenchStack, plan: Plan, workers: int) -> dict[str, Any
     progress.done(f"settle p99 {figures['settle_p99_ms']:,.0f} ms")
     figures |= rss.summary()
     worker.stop()
-    figures |= await _batches(stack, plan, api_port, accounts, workers)
     return figures
 
 
-async def _batches(
-    stack: BenchStack, plan: Plan, api_port: int, accounts: list[tuple[str, str]], workers: int
-) -> dict[str, Any]:
-    """Batch submit (the worker held off), batch drain (the worker alone), batch e2e."""
+async def _batches(engine: _Engine, plan: Plan, workers: int, engines: int) -> dict[str, Any]:
+    """Batch submit (the worker held off), batch drain (the worker alone), batch e2e.
+    The worker stops at the end."""
+    stack, api_port, accounts = engine.stack, engine.api_port, engine.accounts
     figures: dict[str, Any] = {}
     batches = max(1, plan.payments // BATCH_SIZE)
-    progress = _Progress("batch", batches)
+    progress = _Progress(engine.label("batch", engines), batches)
     submitted = await closed_loop(
         HOST,
         api_port,
@@ -287,12 +400,12 @@ async def _batches(
     figures["batch_submit_tps"] = submitted.rate * BATCH_SIZE
     progress.done(f"{figures['batch_submit_tps']:,.0f} transfers/s")
 
-    progress = _Progress("batch drain", batches * BATCH_SIZE)
-    stack.start_worker(workers)
+    progress = _Progress(engine.label("batch drain", engines), batches * BATCH_SIZE)
+    worker = stack.start_worker(workers)
     figures["batch_drain_tps"] = _drain_rate(stack, progress, batches * BATCH_SIZE, "batch")
     progress.done(f"{figures['batch_drain_tps']:,.0f} transfers/s")
 
-    progress = _Progress("batch e2e", plan.sustained_s)
+    progress = _Progress(engine.label("batch e2e", engines), plan.sustained_s)
     settled = await settled_loop(
         HOST,
         api_port,
@@ -302,6 +415,7 @@ async def _batches(
         connections=plan.connections,
         on_tick=progress,
     )
+    worker.stop()
     if settled.refused:
         raise RuntimeError(f"batch e2e: unexpected answers {settled.refused}")
     figures["batch_e2e_tps"] = settled.transfers_per_s
@@ -314,7 +428,9 @@ def _on_database(url: str | None, directory: Path, plan: Plan, sweep: list[int])
     """One workers sweep on a fresh database of its own, with its own stack."""
     directory.mkdir(parents=True)
     database = bench_database(url, directory)
-    stack = BenchStack(directory, UNTHROTTLED, database)
+    # A pass of reconciliation costs per ledger slice, not per payment: each worker
+    # process's own would land in some rounds' windows and not in others.
+    stack = BenchStack(directory, UNTHROTTLED | {"P2P_RECONCILE_INTERVAL_S": "0"}, database)
     try:
         return asyncio.run(_sweep(stack, plan, sweep))
     finally:
@@ -323,36 +439,47 @@ def _on_database(url: str | None, directory: Path, plan: Plan, sweep: list[int])
 
 
 async def _sweep(stack: BenchStack, plan: Plan, sweep: list[int]) -> dict[str, Any]:
-    """For each N: submit a backlog with no worker running, then let N worker processes
-    drain it; one API, one database, one Redis for the whole sweep."""
+    """For each number of accounts and N: submit a backlog while N worker processes,
+    booted, are stopped, then let them drain it, profiled; one API, one database, one
+    Redis for the whole sweep."""
+    counts = plan.accounts_sweep or (plan.accounts,)
     print(
         f"p2p bench: drain of {plan.payments} payments by {', '.join(map(str, sweep))} "
-        "worker process(es)",
+        f"worker process(es), between {' then '.join(map(str, counts))} accounts",
         file=sys.stderr,
     )
     stack.start_redis()
-    _, api_port = stack.start_api()
-    accounts = _open_accounts(api_port, plan.accounts)
+    api, api_port = stack.start_api()
+    opened = _open_accounts(api_port, max(counts))
     rounds = []
-    for workers in sweep:
-        phase = f"sweep{workers}"
-        progress = _Progress(f"submit {workers}", plan.payments)
-        submitted = await closed_loop(
-            HOST,
-            api_port,
-            _TransferRequests(accounts, phase),
-            total=plan.payments,
-            connections=plan.connections,
-            on_progress=progress,
-        )
-        _expect_only(submitted, 202, phase)
-        progress.done(f"{submitted.rate:,.0f} req/s")
-        progress = _Progress(f"drain {workers}", plan.payments)
-        worker = stack.start_worker(workers)
-        rate = _drain_rate(stack, progress, plan.payments, phase)
-        worker.stop()
-        progress.done(f"{rate:,.0f} payments/s")
-        rounds.append({"workers": workers, "drain_rps": rate})
+    for repeat in range(plan.repeat):
+        for accounts in counts:
+            for workers in sweep:
+                phase = f"s{repeat}a{accounts}w{workers}"
+                worker = stack.start_worker(workers)
+                scaling.wait_booted(worker, workers)
+                with scaling.paused(worker, workers):
+                    progress = _Progress(f"submit {workers}", plan.payments)
+                    submitted = await closed_loop(
+                        HOST,
+                        api_port,
+                        _TransferRequests(opened[:accounts], phase),
+                        total=plan.payments,
+                        connections=plan.connections,
+                        on_progress=progress,
+                    )
+                    _expect_only(submitted, 202, phase)
+                    progress.done(f"{submitted.rate:,.0f} req/s")
+                    profile = scaling.DrainProfile(stack, api, worker, workers, phase)
+                    profile.start()
+                progress = _Progress(f"drain {workers}", plan.payments)
+                rate = _drain_rate(stack, progress, plan.payments, phase)
+                figures = profile.stop()
+                worker.stop()
+                progress.done(f"{rate:,.0f} payments/s")
+                rounds.append(
+                    {"workers": workers, "accounts": accounts, "drain_rps": rate} | figures
+                )
     return {
         "payments": plan.payments,
         "database": stack.db.url.split(":", 1)[0],
@@ -522,27 +649,7 @@ class _RssSampler:
         return out
 
 
-def _report_sweeps(sweeps: list[dict[str, Any]], plan: Plan) -> None:
-    """One row per number of workers, a column per database swept."""
-    if not sweeps:
-        return
-    print()
-    print(
-        f"| worker processes ({plan.payments} payments) | "
-        + " | ".join(f"{sweep['database']} drain | vs first" for sweep in sweeps)
-        + " |"
-    )
-    print("| --- |" + " --- | --- |" * len(sweeps))
-    for index, row in enumerate(sweeps[0]["workers_sweep"]):
-        cells = []
-        for sweep in sweeps:
-            rate = sweep["workers_sweep"][index]["drain_rps"]
-            first = sweep["workers_sweep"][0]["drain_rps"]
-            cells.append(f"{rate:,.0f} payments/s | {rate / first:.2f}")
-        print(f"| {row['workers']} | " + " | ".join(cells) + " |")
-
-
-def _report(figures: dict[str, Any], plan: Plan) -> None:
+def _report(figures: dict[str, Any], plan: Plan, engine: str = "") -> None:
     if not figures:
         return
     rows = [
@@ -613,8 +720,9 @@ def _report(figures: dict[str, Any], plan: Plan) -> None:
         ),
     ]
     print()
+    on = f"{engine}, " if engine else ""
     print(
-        f"| measure ({plan.payments} payments, {plan.connections} connections) | figure "
+        f"| measure ({on}{plan.payments} payments, {plan.connections} connections) | figure "
         "| ceiling | ratio | target |"
     )
     print("| --- | --- | --- | --- | --- |")

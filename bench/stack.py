@@ -19,6 +19,7 @@ from typing import IO
 import redis
 
 from bench.database import BenchDatabase
+from bench.pg_activity import API_NAME, WORKER_NAME
 
 
 def free_port() -> int:
@@ -68,6 +69,9 @@ class Child:
 
     def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], directory: Path):
         self.name = name
+        # A worker's first metrics port (process ``i`` of ``--processes N`` serves on
+        # this + ``i``); 0 for other processes.
+        self.metrics_port = 0
         self.log_path = directory / f"{name}.log"
         self._log: IO[bytes] = self.log_path.open("ab")
         self.popen = subprocess.Popen(
@@ -157,7 +161,11 @@ class BenchStack:
 
     def start_api(self) -> tuple[Child, int]:
         port = free_port()
-        child = self._start("api", [sys.executable, "-m", "cli", "api", "--port", str(port)])
+        child = self._start(
+            "api",
+            [sys.executable, "-m", "cli", "api", "--port", str(port)],
+            {"PGAPPNAME": API_NAME},
+        )
         wait_until(lambda: _answers(port), "p2p api")
         return child, port
 
@@ -168,7 +176,12 @@ class BenchStack:
         if processes > 1:
             argv += ["--processes", str(processes)]
         name = "worker" if processes == 1 else f"worker-{processes}"
-        return self._start(name, argv, {"P2P_WORKER_METRICS_PORT": str(free_ports(processes))})
+        port = free_ports(processes)
+        child = self._start(
+            name, argv, {"P2P_WORKER_METRICS_PORT": str(port), "PGAPPNAME": WORKER_NAME}
+        )
+        child.metrics_port = port
+        return child
 
     def start_noop_http(self) -> tuple[Child, int]:
         port = free_port()

@@ -20,17 +20,24 @@ from p2p_client.errors import (
 from p2p_client.models import (
     Account,
     ApiKey,
+    Batch,
+    BatchCounts,
     Deposit,
     Event,
     LedgerEntry,
     NewApiKey,
+    NewBatch,
     NewUser,
+    NewWebhookEndpoint,
     Page,
     Payment,
     User,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from p2p_client.retry import NO_RETRIES, RetryPolicy
 from p2p_client.signing import RequestSigner, content_digest
+from p2p_client.transfers import Transfer
 from p2p_client.webhooks import verify_webhook
 
 __all__ = [
@@ -39,6 +46,8 @@ __all__ = [
     "ApiKey",
     "AsyncClient",
     "AsyncEventStream",
+    "Batch",
+    "BatchCounts",
     "Client",
     "Conflict",
     "Deposit",
@@ -48,7 +57,9 @@ __all__ = [
     "InvalidRequest",
     "LedgerEntry",
     "NewApiKey",
+    "NewBatch",
     "NewUser",
+    "NewWebhookEndpoint",
     "NotFound",
     "P2PError",
     "Page",
@@ -58,10 +69,13 @@ __all__ = [
     "RequestSigner",
     "RetryPolicy",
     "ServerError",
+    "Transfer",
     "Unauthorized",
     "UnexpectedAnswer",
     "Unreachable",
     "User",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "WebhookVerificationFailed",
     "content_digest",
     "verify_webhook",

@@ -14,15 +14,17 @@ from p2p_client import _calls, _exchange, _options, errors, models
 from p2p_client._calls import Call, T
 from p2p_client.retry import Attempts, RetryPolicy, default_rng
 from p2p_client.signing import Target
+from p2p_client.transfers import Transfer
 
 
 class AsyncClient:
     """Talks to the payment service; one per base URL and API key, closed when done.
     Everything ``Client`` says holds here.
 
-    Payments and deposits are sent with an ``Idempotency-Key`` (a fresh one unless given)
-    and retried on network errors, ``5xx`` and ``429`` with that same key, within
-    ``retry``. Reads are retried alike. A problem answer raises its ``ProblemError``.
+    Transfers, deposits, captures, voids, refunds and batches are sent with an
+    ``Idempotency-Key`` (a fresh one unless given) and retried on network errors, ``5xx``
+    and ``429`` with that same key, within ``retry``. Reads are retried alike. A problem
+    answer raises its ``ProblemError``.
 
     ``sleep``, ``clock`` (monotonic), ``wall_clock`` (Unix time) and ``rng`` are there for
     tests, which record the delays instead of waiting them out.
@@ -139,17 +141,10 @@ class AsyncClient:
     ) -> models.Payment:
         """Submit a transfer; the answer is the payment, ``pending`` until a worker
         settles it (see ``wait``). Sent again after a failure, it is the same payment."""
-        call = _calls.transfer(
-            from_account_id,
-            to_account_id,
-            amount,
-            currency,
-            description=description,
-            idempotency_key=idempotency_key,
-            capture=capture,
-            hold_seconds=hold_seconds,
+        transfer = Transfer(
+            from_account_id, to_account_id, amount, currency, description, capture, hold_seconds
         )
-        return await self._send(call)
+        return await self._send(_calls.transfer(transfer, idempotency_key))
 
     async def get_payment(self, payment_id: str, *, wait: float | None = None) -> models.Payment:
         """The payment; with ``wait`` (0-30 s), once it is settled or that time is up."""
@@ -175,6 +170,114 @@ class AsyncClient:
         cursor: str | None = None,
     ) -> models.Page[models.Payment]:
         return await self._send(_calls.list_payments(account_id, status, limit, cursor))
+
+    # Holds and refunds
+
+    async def capture(
+        self, payment_id: str, *, amount: int | None = None, idempotency_key: str | None = None
+    ) -> models.Payment:
+        """Capture an ``authorized`` payment: move ``amount`` (default: all of it) and
+        release the hold; the answer is the payment ``completed``. Receiver's owner only."""
+        return await self._send(_calls.capture(payment_id, amount, idempotency_key))
+
+    async def void(self, payment_id: str, *, idempotency_key: str | None = None) -> models.Payment:
+        """Release an ``authorized`` payment's hold; the answer is the payment ``voided``."""
+        return await self._send(_calls.void(payment_id, idempotency_key))
+
+    async def refund(
+        self,
+        payment_id: str,
+        *,
+        amount: int | None = None,
+        description: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> models.Payment:
+        """Give back ``amount`` (default: all that is left) of a ``completed`` payment: the
+        answer is the refund, a new payment ``pending`` until a worker settles it."""
+        return await self._send(_calls.refund(payment_id, amount, description, idempotency_key))
+
+    # Batches
+
+    async def submit_batch(
+        self,
+        transfers: Sequence[Transfer],
+        *,
+        atomic: bool = False,
+        idempotency_key: str | None = None,
+    ) -> models.NewBatch:
+        """Submit 1 to 1,000 transfers in one request; ``atomic=True``: all complete or
+        none does. One refused item refuses the batch (its ``errors`` name the item)."""
+        return await self._send(_calls.submit_batch(transfers, atomic, idempotency_key))
+
+    async def get_batch(self, batch_id: str) -> models.Batch:
+        return await self._send(_calls.get_batch(batch_id))
+
+    async def list_batch_payments(
+        self, batch_id: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> models.Page[models.Payment]:
+        """The batch's payments, in the batch's order."""
+        return await self._send(_calls.list_batch_payments(batch_id, limit, cursor))
+
+    # Webhook endpoints
+
+    async def create_webhook_endpoint(
+        self,
+        url: str,
+        *,
+        event_types: Sequence[str] | None = None,
+        description: str | None = None,
+    ) -> models.NewWebhookEndpoint:
+        """Subscribe ``url`` to the caller's events (every type unless ``event_types``);
+        the answer holds the endpoint's secret, shown this once."""
+        return await self._send(_calls.create_webhook_endpoint(url, event_types, description))
+
+    async def list_webhook_endpoints(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> models.Page[models.WebhookEndpoint]:
+        return await self._send(_calls.list_webhook_endpoints(limit, cursor))
+
+    async def get_webhook_endpoint(self, endpoint_id: str) -> models.WebhookEndpoint:
+        return await self._send(_calls.get_webhook_endpoint(endpoint_id))
+
+    async def update_webhook_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        url: str | None = None,
+        event_types: Sequence[str] | None = None,
+        all_event_types: bool = False,
+        status: str | None = None,
+    ) -> models.WebhookEndpoint:
+        """Change what is given: the URL, the event types (``all_event_types=True``:
+        every type) or the status (``"enabled"``, ``"disabled"``)."""
+        call = _calls.update_webhook_endpoint(
+            endpoint_id,
+            url=url,
+            event_types=event_types,
+            all_event_types=all_event_types,
+            status=status,
+        )
+        return await self._send(call)
+
+    async def delete_webhook_endpoint(self, endpoint_id: str) -> None:
+        await self._send(_calls.delete_webhook_endpoint(endpoint_id))
+
+    async def rotate_webhook_secret(self, endpoint_id: str) -> str:
+        """A new secret, shown this once; deliveries carry the old one's signature too
+        for a while (24 h by default), so the receiver can switch without missing one."""
+        return await self._send(_calls.rotate_webhook_secret(endpoint_id))
+
+    async def list_webhook_deliveries(
+        self, endpoint_id: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> models.Page[models.WebhookDelivery]:
+        """The endpoint's deliveries, newest first, with their attempts."""
+        return await self._send(_calls.list_webhook_deliveries(endpoint_id, limit, cursor))
+
+    async def retry_webhook_delivery(
+        self, endpoint_id: str, delivery_id: str
+    ) -> models.WebhookDelivery:
+        """Deliver again now, whatever the delivery's status: it is ``pending`` again."""
+        return await self._send(_calls.retry_webhook_delivery(endpoint_id, delivery_id))
 
     # Events
 

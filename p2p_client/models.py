@@ -104,6 +104,45 @@ class Payment:
 
 
 @dataclass(frozen=True)
+class BatchCounts:
+    """A batch's payments by status."""
+
+    pending: int
+    completed: int
+    failed: int
+    authorized: int
+    voided: int
+    expired: int
+
+
+@dataclass(frozen=True)
+class Batch:
+    id: str
+    atomic: bool
+    status: str
+    """``pending`` until none of its payments is, then ``settled``."""
+    counts: BatchCounts
+    created_at: datetime
+    settled_at: datetime | None
+
+    @property
+    def settled(self) -> bool:
+        """None of its payments is ``pending`` any more."""
+        return self.status != PENDING
+
+
+@dataclass(frozen=True)
+class NewBatch:
+    """A batch as submitted: every payment, in the batch's order."""
+
+    id: str
+    atomic: bool
+    status: str
+    created_at: datetime
+    payments: list[Payment]
+
+
+@dataclass(frozen=True)
 class LedgerEntry:
     id: str
     account_id: str
@@ -129,6 +168,41 @@ class Event:
         if not isinstance(value, dict):
             raise UnexpectedAnswer(f"event {self.id} has no data.object")
         return value
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    id: str
+    url: str
+    description: str | None
+    event_types: list[str] | None
+    """``None``: every type, those added later too."""
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class NewWebhookEndpoint:
+    """A new webhook endpoint and its signing secret (``whsec_…``), shown this once."""
+
+    endpoint: WebhookEndpoint
+    secret: str
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    id: str
+    endpoint_id: str
+    event_id: str
+    event_type: str
+    status: str
+    attempts: int
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -184,6 +258,14 @@ class _Reader:
     def flag(self, name: str) -> bool:
         value = self._value.get(name)
         if not isinstance(value, bool):
+            raise UnexpectedAnswer(f"{self._kind}.{name} is {value!r}")
+        return value
+
+    def opt_texts(self, name: str) -> list[str] | None:
+        value = self._value.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise UnexpectedAnswer(f"{self._kind}.{name} is {value!r}")
         return value
 
@@ -279,6 +361,41 @@ def payment(value: object) -> Payment:
     )
 
 
+def batch_counts(value: object) -> BatchCounts:
+    r = _Reader("batch.counts", value)
+    return BatchCounts(
+        pending=r.integer("pending"),
+        completed=r.integer("completed"),
+        failed=r.integer("failed"),
+        authorized=r.integer("authorized"),
+        voided=r.integer("voided"),
+        expired=r.integer("expired"),
+    )
+
+
+def batch(value: object) -> Batch:
+    r = _Reader("batch", value)
+    return Batch(
+        id=r.text("id"),
+        atomic=r.flag("atomic"),
+        status=r.text("status"),
+        counts=batch_counts(r.mapping("counts")),
+        created_at=r.time("created_at"),
+        settled_at=r.opt_time("settled_at"),
+    )
+
+
+def new_batch(value: object) -> NewBatch:
+    r = _Reader("batch", value)
+    return NewBatch(
+        id=r.text("id"),
+        atomic=r.flag("atomic"),
+        status=r.text("status"),
+        created_at=r.time("created_at"),
+        payments=[payment(item) for item in r.items("payments")],
+    )
+
+
 def ledger_entry(value: object) -> LedgerEntry:
     r = _Reader("ledger_entry", value)
     return LedgerEntry(
@@ -296,6 +413,45 @@ def ledger_entry(value: object) -> LedgerEntry:
 def event(value: object) -> Event:
     r = _Reader("event", value)
     return Event(r.text("id"), r.text("type"), r.time("created_at"), r.mapping("data"))
+
+
+def webhook_endpoint(value: object) -> WebhookEndpoint:
+    r = _Reader("webhook_endpoint", value)
+    return WebhookEndpoint(
+        id=r.text("id"),
+        url=r.text("url"),
+        description=r.opt_text("description"),
+        event_types=r.opt_texts("event_types"),
+        status=r.text("status"),
+        created_at=r.time("created_at"),
+        updated_at=r.time("updated_at"),
+    )
+
+
+def new_webhook_endpoint(value: object) -> NewWebhookEndpoint:
+    secret = _Reader("webhook_endpoint", value).text("secret")
+    return NewWebhookEndpoint(webhook_endpoint(value), secret)
+
+
+def webhook_secret(value: object) -> str:
+    return _Reader("webhook_secret", value).text("secret")
+
+
+def webhook_delivery(value: object) -> WebhookDelivery:
+    r = _Reader("webhook_delivery", value)
+    return WebhookDelivery(
+        id=r.text("id"),
+        endpoint_id=r.text("endpoint_id"),
+        event_id=r.text("event_id"),
+        event_type=r.text("event_type"),
+        status=r.text("status"),
+        attempts=r.integer("attempts"),
+        last_attempt_at=r.opt_time("last_attempt_at"),
+        next_attempt_at=r.opt_time("next_attempt_at"),
+        last_status_code=r.opt_integer("last_status_code"),
+        last_error=r.opt_text("last_error"),
+        created_at=r.time("created_at"),
+    )
 
 
 def page_of(item: Callable[[object], T]) -> Callable[[object], Page[T]]:

@@ -153,8 +153,8 @@ def _add_to(conn: Connection, column: str, changes: dict[str, int]) -> None:
     changes = {account_id: amount for account_id, amount in changes.items() if amount}
     if not changes:
         return
-    # One account (a write alone, as every submit is on PostgreSQL): the one-row form
-    # costs the server less CPU than the VALUES list a group needs.
+    # One account (a deposit, a refund, a group of transfers from one sender): the
+    # one-row form costs the server less CPU than the VALUES list a group needs.
     if len(changes) == 1:
         ((account_id, amount),) = changes.items()
         conn.execute(

@@ -9,6 +9,11 @@ commit that holds it, so a caller never answers before its record is durable (G5
 
 Writes of one kind that arrive together can be run by one call, set-based (a batched
 write: ``submit_batched_async``), so a group costs a few statements, not a few per write.
+
+Where writes cannot share a transaction (``Engine.writes_share_transactions``: row locks
+taken in request order could deadlock), a group is one write, or one run of batched
+writes of one kind; a write that cannot join the group gathered so far starts the next,
+so every write still commits in the order it was submitted.
 """
 
 from __future__ import annotations
@@ -62,7 +67,8 @@ class GroupCommitter:
 
     def __init__(self, db: Database, *, max_group: int = MAX_GROUP) -> None:
         self._db = db
-        self._max_group = min(max_group, db.engine.writes_per_transaction or max_group)
+        self._max_group = max_group
+        self._shared = db.engine.writes_share_transactions
         self._writes: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         self.groups = 0
         """Transactions committed so far (each a group of writes)."""
@@ -93,6 +99,10 @@ class GroupCommitter:
         """``submit_async`` of ``many(conn, [item])``, except that consecutive writes of
         one commit with the same ``many`` are run by one call, with all their items.
 
+        Where writes do not share transactions, such a run is a transaction of its own:
+        ``many`` must then take every row lock it needs in one ordered statement before
+        anything else waits (``Engine.writes_share_transactions``).
+
         ``then(result)`` runs on the writer thread right after the commit, before the
         future resolves: a hand-off that should not wait for the loop (it must be quick,
         and what it raises is logged, not the write's failure).
@@ -116,8 +126,10 @@ class GroupCommitter:
         self._thread.join()
 
     def _run(self) -> None:
+        held_over: _Write | None = None
         while True:
-            first = self._writes.get()
+            first = self._writes.get() if held_over is None else held_over
+            held_over = None
             if first is None:
                 return
             group = [first]
@@ -130,14 +142,26 @@ class GroupCommitter:
                 if write is None:
                     stopping = True
                     break
+                if not self._joins(group, write):
+                    held_over = write  # the first of the next group: the order is kept
+                    break
                 group.append(write)
             self._commit(group)
             if stopping:
                 return
 
+    def _joins(self, group: list[_Write], write: _Write) -> bool:
+        """Whether ``write`` may share the transaction of ``group``: always where writes
+        share transactions, else only to extend one run of batched writes of one kind."""
+        return self._shared or (write.many is not None and write.many is group[0].many)
+
     def _commit(self, group: list[_Write]) -> None:
         try:
             outcomes = self._db.run(self._apply, group)
+        except _EachAlone:
+            for write in group:
+                self._commit([write])
+            return
         except Exception as error:
             log.exception("group commit of %d write(s) failed", len(group))
             outcomes = [(write, None, error) for write in group]
@@ -195,17 +219,24 @@ def _apply_alone(conn: Connection, write: _Write) -> _Outcome:
     return write, value, None
 
 
+class _EachAlone(Exception):
+    """The group's transaction is rolled back: commit each of its writes in one of its own."""
+
+
 def _apply_together(conn: Connection, many: Batched[Any, Any], run: list[_Write]) -> list[_Outcome]:
     """Batched writes of one kind in one call. Should the call itself fail (a constraint
     its checks did not foresee), it is undone and each write runs alone, so that only
-    the write at fault fails."""
+    the write at fault fails: in this transaction, or, where writes do not share
+    transactions, each in a transaction of its own."""
     conn.execute("SAVEPOINT writes")
     try:
         results = many(conn, [write.item for write in run])
     except conn.engine.conflict_error:
         raise
-    except Exception:
+    except Exception as error:
         log.warning("a batch of %d writes failed; each is tried alone", len(run), exc_info=True)
+        if not conn.engine.writes_share_transactions:
+            raise _EachAlone from error
         conn.execute("ROLLBACK TO writes")
         conn.execute("RELEASE writes")
         return [_apply_alone(conn, write) for write in run]

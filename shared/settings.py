@@ -84,6 +84,15 @@ class Settings(BaseSettings):
         le=1000,
         description="PostgreSQL connections each process keeps, at most.",
     )
+    postgres_event_loop_pool_size: int = Field(
+        default=4,
+        ge=1,
+        le=1000,
+        description="PostgreSQL connections each API process keeps, at most, besides"
+        " `P2P_POSTGRES_POOL_SIZE`, for the reads it runs on its event loop (the API-key lookup"
+        " of every request): lookups wait for one of them, so at most this many per"
+        " round trip to the server.",
+    )
 
     redis_timeout_s: float = Field(
         default=0.5,

@@ -13,13 +13,14 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared.clock import new_id, to_text, utcnow
 from shared.errors import EmailTaken, LastApiKey, NotFound, TooManyApiKeys
 from shared.pages import newest_first
 from shared.records import ApiKey, Page, Signing, User
-from shared.store import Connection, Database
+from shared.store import Connection, Database, Row
 
 KEY_PREFIX = "p2p_"
 KEY_PATTERN = r"\bp2p_[0-9a-f]{64}\b"
@@ -75,22 +76,39 @@ def authenticate(db: Database, api_key: str) -> User | None:
 
 def authenticate_key(db: Database, api_key: str) -> KeyHolder | None:
     """``authenticate``, with the key's id and signing secret."""
-    match = _KEY.fullmatch(api_key)
-    if match is None:
+    key_id = _key_id_if_well_formed(api_key)
+    if key_id is None:
         return None
-    key_id = f"key_{match[1]}"
     # fetchall, not fetchone: the statement runs to its end, so no read snapshot stays
     # open on this connection to hide a later revocation.
-    rows = (
-        db.connection()
-        .execute(
-            "SELECT users.*, api_keys.key_hash, api_keys.signing_secret FROM api_keys"
-            " JOIN users ON users.id = api_keys.user_id"
-            " WHERE api_keys.id = ? AND api_keys.revoked_at IS NULL",
-            (key_id,),
-        )
-        .fetchall()
-    )
+    return _holder(api_key, key_id, db.connection().execute(_KEY_HOLDER, (key_id,)).fetchall())
+
+
+async def authenticate_key_on_loop(db: Database, api_key: str) -> KeyHolder | None:
+    """``authenticate_key``, from an event loop, which it never blocks
+    (``Database.fetch``)."""
+    key_id = _key_id_if_well_formed(api_key)
+    if key_id is None:
+        return None
+    return _holder(api_key, key_id, await db.fetch(_KEY_HOLDER, (key_id,)))
+
+
+_KEY_HOLDER = (
+    "SELECT users.*, api_keys.key_hash, api_keys.signing_secret FROM api_keys"
+    " JOIN users ON users.id = api_keys.user_id"
+    " WHERE api_keys.id = ? AND api_keys.revoked_at IS NULL"
+)
+"""The live key of an id, and its user; ``_holder`` judges the rows."""
+
+
+def _key_id_if_well_formed(api_key: str) -> str | None:
+    match = _KEY.fullmatch(api_key)
+    return None if match is None else f"key_{match[1]}"
+
+
+def _holder(api_key: str, key_id: str, rows: Sequence[Row]) -> KeyHolder | None:
+    """Who ``_KEY_HOLDER``'s rows say the key authenticates; the hash compare is
+    constant-time."""
     if not rows or not hmac.compare_digest(rows[0]["key_hash"], _hash(api_key)):
         return None
     return KeyHolder(User.from_row(rows[0]), key_id, rows[0]["signing_secret"])

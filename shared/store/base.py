@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import anyio.to_thread
@@ -93,9 +93,16 @@ class Engine(ABC):
     """Locked, busy, disk, connection: the transaction rolled back, try it all again later."""
     conflict_error: tuple[type[Exception], ...]
     """Another transaction got in the way (deadlock, serialization): retry at once."""
-    writes_per_transaction: int | None
-    """How many of the API's concurrent writes one transaction may carry (``None``: as
-    many as group commit gathers)."""
+    writes_share_transactions: bool
+    """Whether any of the API's concurrent writes may share one transaction (group
+    commit, ``shared.committer``). If not, a transaction carries one write, or one run of
+    batched writes: a single call of their function, which takes every row lock it needs
+    in one statement, in id order, before ``order_commits``. Such a transaction waits for
+    a lock only while it holds none, or holds locks that are all before the one it waits
+    for in the order every writer takes them (rows, then the commit order): it can never
+    close a cycle of waits. Two writes of different kinds in one transaction could: the
+    first's ``order_commits`` is held while the second waits for a row that a settling
+    worker holds as it waits for ``order_commits``."""
 
     @abstractmethod
     def select_for_update(self, select: str) -> str:
@@ -168,6 +175,16 @@ class Database(ABC):
                 if attempt == CONFLICT_ATTEMPTS:
                     raise
         raise AssertionError("unreachable")
+
+    @abstractmethod
+    async def fetch(self, sql: str, parameters: Params = (), /) -> Sequence[Row]:
+        """The rows of one short statement, run in autocommit mode from an event loop
+        without blocking it, inside ``event_loop_reads()``."""
+
+    def event_loop_reads(self) -> AbstractAsyncContextManager[None]:
+        """What ``fetch`` needs on the running event loop, open for the block (the
+        app's lifespan): nothing, unless the engine says otherwise."""
+        return nullcontext()
 
     async def read_from_event_loop(
         self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs

@@ -12,7 +12,11 @@ def open_store(settings: Settings) -> Database:
     if settings.postgres_url is not None:
         from shared.store.postgres import PostgresDatabase  # psycopg only when it is used
 
-        return PostgresDatabase(settings.postgres_url, pool_size=settings.postgres_pool_size)
+        return PostgresDatabase(
+            settings.postgres_url,
+            pool_size=settings.postgres_pool_size,
+            event_loop_pool_size=settings.postgres_event_loop_pool_size,
+        )
     return SQLiteDatabase(
         settings.sqlite_path,
         synchronous=settings.sqlite_synchronous,

@@ -1,5 +1,6 @@
 """PostgreSQL behind the store's ``Database``: a psycopg connection pool, the store's
-placeholders translated once per SQL string, rows read by name and by index.
+placeholders translated once per SQL string into PostgreSQL's own, rows read by name and
+by index.
 
 Transactions are READ COMMITTED with explicit row locks (``PostgresEngine``); reads
 that need one snapshot run REPEATABLE READ, READ ONLY. Connections are in autocommit
@@ -9,10 +10,12 @@ each statement run through ``connection()``.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
-from collections.abc import Collection, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any, ClassVar, cast, overload
 
 import psycopg
@@ -20,7 +23,7 @@ import psycopg.errors
 from psycopg.abc import Buffer
 from psycopg.rows import RowMaker
 from psycopg.types.string import StrBinaryDumper, StrDumperUnknown
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from shared.schema import POSTGRES_MIGRATIONS
 from shared.store.base import (
@@ -50,11 +53,11 @@ class PostgresEngine(Engine):
     integrity_error = (psycopg.IntegrityError,)
     infrastructure_error = (psycopg.OperationalError,)
     conflict_error = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
-    # A transaction shared by several API writes would lock their accounts in the order
-    # the requests came, and so could deadlock with another process's. One write per
-    # transaction locks one account and then waits for nothing: it never deadlocks, and
-    # PostgreSQL shares the WAL flush of commits from many connections by itself.
-    writes_per_transaction = 1
+    # Writes of different kinds in one transaction would take their row locks one after
+    # the other, in the order the requests came, some after another's ``order_commits``:
+    # they could deadlock with another process's. A run of batched transfers locks all
+    # its senders in one ordered statement first, and so shares one commit safely.
+    writes_share_transactions = False
 
     def select_for_update(self, select: str) -> str:
         # NO KEY UPDATE: ids never change, and so the KEY SHARE lock a foreign-key check
@@ -118,7 +121,7 @@ def row_class(names: tuple[str, ...]) -> type[PgRow]:
     return type("PgRow", (PgRow,), {"__slots__": (), "_index": index})
 
 
-def _pg_rows(cursor: psycopg.Cursor[Any]) -> RowMaker[PgRow]:
+def _pg_rows(cursor: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> RowMaker[PgRow]:
     names = tuple(column.name for column in cursor.description or ())
     return row_class(names)
 
@@ -138,30 +141,59 @@ class _BinaryTextDumper(StrBinaryDumper):
         return super().dump(obj.replace("\x00", "\ufffd"))
 
 
-def _configure(conn: psycopg.Connection[Any]) -> None:
+def _configure(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
     conn.adapters.register_dumper(str, _TextDumper)
     conn.adapters.register_dumper(str, _BinaryTextDumper)
 
 
-_TOKEN = re.compile(r"'(?:[^']|'')*'|\?|(?<![:\w]):([A-Za-z_]\w*)|%")
+async def _configure_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    _configure(conn)
+
+
+_TOKEN = re.compile(r"'(?:[^']|'')*'|\?|(?<![:\w]):([A-Za-z_]\w*)")
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """Store SQL as PostgreSQL takes it: ``$1``, ``$2``… placeholders, and the names of
+    ``:name`` ones in the order of their numbers (none for ``?``)."""
+
+    sql: str
+    names: tuple[str, ...]
+
+    def values(self, parameters: Params) -> Sequence[Any]:
+        """The bound values in placeholder order."""
+        if isinstance(parameters, Mapping):
+            return tuple(parameters[name] for name in self.names)
+        return parameters
 
 
 @functools.lru_cache(maxsize=2048)
-def translate(sql: str) -> str:
-    """The store's ``?`` and ``:name`` placeholders in psycopg's ``%s`` and ``%(name)s``;
-    a literal ``%`` doubled. Cached: the store's SQL strings are few."""
+def translate(sql: str) -> Statement:
+    """The store's ``?`` and ``:name`` placeholders as PostgreSQL's own ``$n``, sent as
+    they are by psycopg's raw cursors. With psycopg's ``%s`` the client parses the query
+    again at every execute of a statement of more than 50 values (it caches only short
+    ones), and a settled group's multi-row statements carry thousands. Cached here: the
+    store's SQL strings are few."""
+    names: list[str] = []
+    count = 0
 
     def token(match: re.Match[str]) -> str:
+        nonlocal count
         text = match[0]
         if text.startswith("'"):
-            return text.replace("%", "%%")
+            return text
         if text == "?":
-            return "%s"
-        if text == "%":
-            return "%%"
-        return f"%({match[1]})s"
+            count += 1
+            return f"${count}"
+        if match[1] not in names:
+            names.append(match[1])
+        return f"${names.index(match[1]) + 1}"
 
-    return _TOKEN.sub(token, sql)
+    translated = _TOKEN.sub(token, sql)
+    if count and names:
+        raise ValueError(f"both ? and :name placeholders in {sql!r}")
+    return Statement(translated, tuple(names))
 
 
 class PostgresConnection:
@@ -173,11 +205,16 @@ class PostgresConnection:
         self.raw = raw
 
     def execute(self, sql: str, parameters: Params = (), /) -> psycopg.Cursor[PgRow]:
-        return self.raw.execute(translate(sql), parameters)
+        statement = translate(sql)
+        return self.raw.execute(statement.sql, statement.values(parameters))
 
     def executemany(self, sql: str, parameters: Iterable[Params], /) -> None:
-        # psycopg sends the whole batch in one pipeline: one round trip, not one each.
-        self.raw.cursor().executemany(translate(sql), parameters)
+        # psycopg sends the whole batch in one pipeline: one round trip, not one each
+        # (and one for none at all, which settling would pay for each empty kind).
+        statement = translate(sql)
+        values = [statement.values(one) for one in parameters]
+        if values:
+            self.raw.cursor().executemany(statement.sql, values)
 
 
 class _Rows:
@@ -205,27 +242,53 @@ class _Autocommit:
         self._pool = pool
 
     def execute(self, sql: str, parameters: Params = (), /) -> _Rows:
+        statement = translate(sql)
         with self._pool.connection() as raw:
-            cursor = raw.execute(translate(sql), parameters)
+            cursor = raw.execute(statement.sql, statement.values(parameters))
             return _Rows(cursor.fetchall() if cursor.description is not None else [])
 
     def executemany(self, sql: str, parameters: Iterable[Params], /) -> None:
+        statement = translate(sql)
+        values = [statement.values(one) for one in parameters]
+        if not values:
+            return
         with self._pool.connection() as raw:
-            raw.cursor().executemany(translate(sql), parameters)
+            raw.cursor().executemany(statement.sql, values)
 
 
 class PostgresDatabase(Database):
-    """A PostgreSQL database, through a pool of at most ``pool_size`` connections."""
+    """A PostgreSQL database, through a pool of at most ``pool_size`` connections, and
+    one of at most ``event_loop_pool_size`` on each event loop that reads through
+    ``fetch`` (``event_loop_reads``)."""
 
     engine = POSTGRES
 
-    def __init__(self, url: str, *, pool_size: int = 10, connect_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        event_loop_pool_size: int = 4,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
         self.url = url
         self.path = shown_url(url)
+        self._event_loop_pool_size = event_loop_pool_size
+        self._connect_timeout_s = connect_timeout_s
+        # An asyncio pool belongs to the loop it was opened on; each app serving this
+        # database (tests run several at once, each on its own loop) opens its own.
+        self._loop_pools: dict[
+            asyncio.AbstractEventLoop, AsyncConnectionPool[psycopg.AsyncConnection[PgRow]]
+        ] = {}
         self._pool: ConnectionPool[psycopg.Connection[PgRow]] = ConnectionPool(
             url,
             connection_class=cast(type[psycopg.Connection[PgRow]], psycopg.Connection),
-            kwargs={"autocommit": True, "row_factory": _pg_rows},
+            kwargs={
+                "autocommit": True,
+                "row_factory": _pg_rows,
+                # $n placeholders, sent as they are (``translate``).
+                "cursor_factory": psycopg.RawCursor,
+            },
             configure=_configure,
             min_size=1,
             max_size=pool_size,
@@ -250,6 +313,48 @@ class PostgresDatabase(Database):
             with psycopg.connect(self.url, connect_timeout=max(1, int(timeout_s))):
                 pass  # raises psycopg.OperationalError, saying why
             raise
+
+    @asynccontextmanager
+    async def event_loop_reads(self) -> AsyncIterator[None]:
+        """A pool of connections on the running loop for ``fetch``, opened and waited
+        for as the synchronous pool is at start, closed at the end of the block."""
+        loop = asyncio.get_running_loop()
+        if loop in self._loop_pools:
+            yield  # whoever opened it closes it
+            return
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[PgRow]] = AsyncConnectionPool(
+            self.url,
+            connection_class=cast(type[psycopg.AsyncConnection[PgRow]], psycopg.AsyncConnection),
+            kwargs={
+                "autocommit": True,
+                "row_factory": _pg_rows,
+                "cursor_factory": psycopg.AsyncRawCursor,
+            },
+            configure=_configure_async,
+            min_size=1,
+            max_size=self._event_loop_pool_size,
+            timeout=POOL_WAIT_S,
+            name="p2p-event-loop",
+            open=False,
+        )
+        await pool.open(wait=True, timeout=self._connect_timeout_s)
+        self._loop_pools[loop] = pool
+        try:
+            yield
+        finally:
+            del self._loop_pools[loop]
+            await pool.close()
+
+    async def fetch(self, sql: str, parameters: Params = (), /) -> Sequence[Row]:
+        """On a connection of this loop's pool, in autocommit mode: fetched in full, so
+        no snapshot outlives the statement (a revoked key is refused at once)."""
+        pool = self._loop_pools.get(asyncio.get_running_loop())
+        if pool is None:
+            raise RuntimeError("fetch outside event_loop_reads(): no pool on this loop")
+        statement = translate(sql)
+        async with pool.connection() as raw:
+            cursor = await raw.execute(statement.sql, statement.values(parameters))
+            return await cursor.fetchall()
 
     @contextmanager
     def write(self) -> Iterator[PostgresConnection]:

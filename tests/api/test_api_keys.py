@@ -190,9 +190,9 @@ def _api(settings: Settings, db: Database) -> Iterator[TestClient]:
 
 
 def test_a_key_revoked_through_one_api_process_is_refused_by_another_at_once(
-    tmp_path: Path,
+    tmp_path: Path, database_url: str
 ) -> None:
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, database_url=database_url)
     first_db, second_db = open_store(settings), open_store(settings)
     first_db.migrate()
     with _api(settings, first_db) as first, _api(settings, second_db) as second:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
@@ -14,6 +15,8 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
+
+from p2p_client import AsyncClient, Client
 
 START_TIMEOUT_S = 10.0
 
@@ -54,6 +57,30 @@ async def running(app: Starlette) -> AsyncIterator[None]:
     """The app's lifespan (startup, then shutdown), which ``httpx.ASGITransport`` skips."""
     async with app.router.lifespan_context(app):
         yield
+
+
+def email(name: str) -> str:
+    """An address of its own, so that no test's sign-up collides with another's."""
+    return f"{name.lower()}-{uuid.uuid4().hex[:8]}@example.com"
+
+
+def signed_up(base_url: str, name: str = "Ada") -> Client:
+    """A new user's client on the API at ``base_url``."""
+    with Client(base_url) as anonymous:
+        new = anonymous.create_user(name, email(name))
+    return Client(base_url, new.api_key)
+
+
+@asynccontextmanager
+async def async_signed_up(app: Starlette, name: str = "Bob") -> AsyncIterator[AsyncClient]:
+    """A new user's ``AsyncClient`` on ``app`` through httpx's ASGI transport, with the
+    app's lifespan running."""
+    transport = httpx.ASGITransport(app=app)
+    async with running(app):
+        async with AsyncClient("http://testserver", transport=transport) as anonymous:
+            new = await anonymous.create_user(name, email(name))
+        async with AsyncClient("http://testserver", new.api_key, transport=transport) as client:
+            yield client
 
 
 class FakeTime:

@@ -4,7 +4,6 @@ served by uvicorn, the async one through httpx's ASGI transport."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Literal
 
 import httpx
@@ -19,23 +18,13 @@ from p2p_client import (
     NotFound,
     Unauthorized,
 )
-from tests.client.support import running
-
-
-def _email(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:8]}@example.com"
-
-
-def _signed_up(base_url: str) -> Client:
-    with Client(base_url) as anonymous:
-        new = anonymous.create_user("Ada", _email("ada"))
-    return Client(base_url, new.api_key)
+from tests.client.support import email, running, signed_up
 
 
 def test_a_transfer_submitted_then_waited_for_completes_and_shows_in_the_ledger(
     base_url: str,
 ) -> None:
-    with _signed_up(base_url) as client:
+    with signed_up(base_url) as client:
         sender = client.create_account("EUR")
         receiver = client.create_account("EUR")
         deposit = client.deposit(sender.id, 10_000, description="salary")
@@ -62,7 +51,7 @@ def test_a_transfer_submitted_then_waited_for_completes_and_shows_in_the_ledger(
 def test_a_transfer_the_worker_refuses_is_waited_for_as_failed_with_its_code(
     base_url: str,
 ) -> None:
-    with _signed_up(base_url) as client:
+    with signed_up(base_url) as client:
         sender = client.create_account("EUR")
         receiver = client.create_account("EUR")
 
@@ -73,7 +62,7 @@ def test_a_transfer_the_worker_refuses_is_waited_for_as_failed_with_its_code(
 
 
 def test_the_same_idempotency_key_answers_the_same_payment(base_url: str) -> None:
-    with _signed_up(base_url) as client:
+    with signed_up(base_url) as client:
         sender = client.create_account("EUR")
         receiver = client.create_account("EUR")
         client.deposit(sender.id, 1_000, idempotency_key="deposit-1")
@@ -89,7 +78,7 @@ def test_the_same_idempotency_key_answers_the_same_payment(base_url: str) -> Non
 
 
 def test_problems_are_raised_as_exceptions_carrying_their_code(base_url: str) -> None:
-    with _signed_up(base_url) as client:
+    with signed_up(base_url) as client:
         account = client.create_account("EUR")
         other = client.create_account("USD")
 
@@ -123,7 +112,7 @@ def test_an_unknown_api_key_raises_unauthorized(base_url: str) -> None:
 
 
 def test_pages_of_accounts_follow_their_cursor(base_url: str) -> None:
-    with _signed_up(base_url) as client:
+    with signed_up(base_url) as client:
         opened = [client.create_account("EUR").id for _ in range(3)]
 
         first = client.list_accounts(limit=2)
@@ -136,7 +125,7 @@ def test_pages_of_accounts_follow_their_cursor(base_url: str) -> None:
 
 
 def test_api_keys_are_created_listed_and_revoked(base_url: str) -> None:
-    with _signed_up(base_url) as client:
+    with signed_up(base_url) as client:
         new = client.create_api_key()
         client.revoke_api_key(new.key.id)
 
@@ -150,7 +139,7 @@ def test_api_keys_are_created_listed_and_revoked(base_url: str) -> None:
 def test_a_signing_keys_requests_signed_by_the_client_are_accepted(
     base_url: str, sign_target: Literal["target-uri", "path"]
 ) -> None:
-    with _signed_up(base_url) as client:
+    with signed_up(base_url) as client:
         key = client.create_api_key(signing=True)
     assert key.key.signing == "required"
     assert key.signing_secret is not None
@@ -169,7 +158,7 @@ def test_a_signing_keys_requests_signed_by_the_client_are_accepted(
 
 
 def test_a_signing_key_without_its_secret_or_with_another_is_refused(base_url: str) -> None:
-    with _signed_up(base_url) as client:
+    with signed_up(base_url) as client:
         key = client.create_api_key(signing=True)
     for secret in (None, "sks_" + "0" * 64):
         with (
@@ -187,7 +176,7 @@ def test_the_async_client_signs_what_a_signing_key_sends(api: FastAPI) -> None:
         transport = httpx.ASGITransport(app=api)
         async with running(api):
             async with AsyncClient("http://testserver", transport=transport) as anonymous:
-                new = await anonymous.create_user("Cy", _email("cy"))
+                new = await anonymous.create_user("Cy", email("cy"))
             async with AsyncClient("http://testserver", new.api_key, transport=transport) as plain:
                 key = await plain.create_api_key(signing=True)
             async with AsyncClient(
@@ -210,7 +199,7 @@ def test_the_async_client_submits_waits_and_reads_the_same_api(api: FastAPI) -> 
         transport = httpx.ASGITransport(app=api)
         async with running(api):
             async with AsyncClient("http://testserver", transport=transport) as anonymous:
-                new = await anonymous.create_user("Bob", _email("bob"))
+                new = await anonymous.create_user("Bob", email("bob"))
             async with AsyncClient("http://testserver", new.api_key, transport=transport) as client:
                 sender = await client.create_account("EUR")
                 receiver = await client.create_account("EUR")

@@ -1,5 +1,6 @@
-"""The Python examples of the README and of docs/client.md's quickstart, run as written
-against the API served on a loopback port."""
+"""The Python examples of the README and of docs/client.md's quickstart and holds,
+refunds and batches, run as written against the API served on a loopback port; the
+guide's fragments (which need a client, a secret or a receiver) at least compile."""
 
 from __future__ import annotations
 
@@ -42,3 +43,24 @@ def test_the_sync_and_async_quickstarts_reach_completed(
     run(asynchronous, base_url, "docs/client.md")
 
     assert capsys.readouterr().out == "completed None\ncredit 2500 2500\ncompleted\n"
+
+
+def test_the_holds_refunds_and_batches_example_prints_what_its_comments_say(
+    base_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (example,) = python_blocks("docs/client.md", "## Holds, refunds and batches")
+
+    run(example, base_url, "docs/client.md")
+
+    printed = capsys.readouterr().out.splitlines()
+    said = [line.split("# ", 1)[1] for line in example.splitlines() if "print(" in line]
+    assert printed == said == ["authorized 4000", "completed 3000", "completed 500", "3"]
+
+
+def test_every_python_example_of_the_client_guide_compiles() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs/client.md").read_text(), re.DOTALL)
+
+    for block in blocks:
+        compile(block, "docs/client.md", "exec")
+
+    assert blocks

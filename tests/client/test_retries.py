@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from email.utils import formatdate
+from typing import Any
 
 import httpx
 import pytest
@@ -17,9 +19,37 @@ from p2p_client import (
     RateLimited,
     RetryPolicy,
     ServerError,
+    Transfer,
     Unreachable,
 )
-from tests.client.support import ACCOUNT, API_KEY, PAYMENT, FakeServer, FakeTime, problem
+from tests.client.support import (
+    ACCOUNT,
+    API_KEY,
+    CREATED_AT,
+    PAYMENT,
+    FakeServer,
+    FakeTime,
+    problem,
+)
+
+JSON = dict[str, Any]
+
+BATCH = {
+    "id": "bat_1",
+    "atomic": False,
+    "status": "pending",
+    "created_at": CREATED_AT,
+    "payments": [PAYMENT],
+}
+ENDPOINT = {
+    "id": "whe_1",
+    "url": "https://example.com/hooks",
+    "description": None,
+    "event_types": None,
+    "status": "enabled",
+    "created_at": CREATED_AT,
+    "updated_at": CREATED_AT,
+}
 
 
 def refuse_connection(request: httpx.Request) -> httpx.Response:
@@ -189,6 +219,63 @@ def test_a_request_that_would_create_twice_is_retried_only_when_surely_unsent() 
         client_of(failed, time).create_account("EUR")
 
     assert len(maybe_sent.requests) == len(failed.requests) == 1
+
+
+KEYED_WRITES: dict[str, tuple[Callable[[Client], str], JSON]] = {
+    "capture": (lambda client: client.capture("pay_1", amount=100).id, PAYMENT),
+    "void": (lambda client: client.void("pay_1").id, PAYMENT),
+    "refund": (lambda client: client.refund("pay_1").id, PAYMENT),
+    "submit_batch": (
+        lambda client: client.submit_batch([Transfer("acc_a", "acc_b", 1, "EUR")]).id,
+        BATCH,
+    ),
+}
+
+
+@pytest.mark.parametrize("write", sorted(KEYED_WRITES))
+def test_captures_voids_refunds_and_batches_keep_one_fresh_key_across_retries(write: str) -> None:
+    send, answer = KEYED_WRITES[write]
+    server = FakeServer(
+        problem(503, "not_ready"), time_out_reading, httpx.Response(200, json=answer)
+    )
+    again = FakeServer(httpx.Response(200, json=answer))
+
+    send(client_of(server, FakeTime()))
+    send(client_of(again, FakeTime()))
+
+    (key, *others) = server.keys
+    assert key is not None
+    uuid.UUID(key)
+    assert others == [key, key]
+    assert [request.content for request in server.requests[1:]] == [server.requests[0].content] * 2
+    assert again.keys != [key]
+
+
+def test_creating_an_endpoint_or_rotating_its_secret_is_retried_only_when_surely_unsent() -> None:
+    time = FakeTime()
+    unsent = FakeServer(
+        refuse_connection,
+        httpx.Response(201, json={**ENDPOINT, "secret": "whsec_new"}),
+        refuse_connection,
+        httpx.Response(200, json={"secret": "whsec_rotated"}),
+    )
+    client = client_of(unsent, time)
+    assert client.create_webhook_endpoint("https://example.com/hooks").secret == "whsec_new"
+    assert client.rotate_webhook_secret("whe_1") == "whsec_rotated"
+    assert len(unsent.requests) == 4
+
+    creating: list[Callable[[Client], object]] = [
+        lambda client: client.create_webhook_endpoint("https://example.com/hooks"),
+        lambda client: client.rotate_webhook_secret("whe_1"),
+    ]
+    for create_or_rotate in creating:
+        maybe_sent = FakeServer(time_out_reading)
+        with pytest.raises(Unreachable):
+            create_or_rotate(client_of(maybe_sent, time))
+        failed = FakeServer(problem(503, "not_ready"))
+        with pytest.raises(ServerError):
+            create_or_rotate(client_of(failed, time))
+        assert len(maybe_sent.requests) == len(failed.requests) == 1
 
 
 def test_an_answer_that_is_no_problem_still_raises_with_the_status_as_its_code() -> None:

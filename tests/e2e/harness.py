@@ -9,6 +9,7 @@ retries a cheap check until a deadline, ``ApiClient.wait_final`` long-polls
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -119,6 +120,37 @@ class Process:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def pids_that_answered(api: Process, route: str) -> set[int]:
+    """From the access lines: every line names the process that wrote it."""
+    lines = (json.loads(line) for line in api.log_text().splitlines() if line.startswith("{"))
+    return {
+        line["pid"]
+        for line in lines
+        if line["logger"] == "p2p.access" and line.get("route") == route
+    }
+
+
+def started_children(api: Process, count: int) -> set[int]:
+    """Waits until ``count`` children have logged that uvicorn serves."""
+    return poll(
+        lambda: (
+            (
+                (pids := _pids_that_logged("Application startup complete.", api))
+                and len(pids) >= count
+                and pids
+            )
+            or None
+        ),
+        timeout=START_TIMEOUT_S,
+        what=f"{count} API processes to start",
+    )
+
+
+def _pids_that_logged(message: str, process: Process) -> set[int]:
+    lines = (json.loads(line) for line in process.log_text().splitlines() if line.startswith("{"))
+    return {line["pid"] for line in lines if line["message"] == message}
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,22 @@ class AuditedDatabase:
     def pending(self) -> int:
         return int(self.scalar("SELECT count(*) FROM payments WHERE status = 'pending'"))
 
+    def other_sessions(self) -> int:
+        """PostgreSQL sessions on this database besides the one asking."""
+        return int(
+            self.scalar(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+
+    def deadlocks(self) -> int:
+        """Deadlocks PostgreSQL has broken in this database, as its sessions reported them
+        (a session reports when it ends, or after a while idle)."""
+        return int(
+            self.scalar("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        )
+
     def pending_ids(self) -> set[str]:
         with self.connect() as conn:
             return {

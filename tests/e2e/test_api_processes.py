@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 from pathlib import Path
@@ -12,50 +11,18 @@ import httpx
 import pytest
 
 from tests.e2e.harness import (
-    START_TIMEOUT_S,
     ApiClient,
-    Process,
     Stack,
     TransferRequest,
-    poll,
+    pids_that_answered,
     random_transfers,
+    started_children,
 )
 
 pytestmark = pytest.mark.postgresql  # runs on SQLite and on PostgreSQL
 
 STREAM = 300
 EXIT_TIMEOUT_S = 15.0
-
-
-def _pids_that_answered(api: Process, route: str) -> set[int]:
-    """From the access lines: every line names the process that wrote it."""
-    lines = (json.loads(line) for line in api.log_text().splitlines() if line.startswith("{"))
-    return {
-        line["pid"]
-        for line in lines
-        if line["logger"] == "p2p.access" and line.get("route") == route
-    }
-
-
-def _started_children(api: Process, count: int) -> set[int]:
-    """Waits until ``count`` children have logged that uvicorn serves."""
-    return poll(
-        lambda: (
-            (
-                (pids := _pids_of("Application startup complete.", api))
-                and len(pids) >= count
-                and pids
-            )
-            or None
-        ),
-        timeout=START_TIMEOUT_S,
-        what=f"{count} API processes to start",
-    )
-
-
-def _pids_of(message: str, process: Process) -> set[int]:
-    lines = (json.loads(line) for line in process.log_text().splitlines() if line.startswith("{"))
-    return {line["pid"] for line in lines if line["message"] == message}
 
 
 def _submit_on_fresh_connections(
@@ -84,7 +51,7 @@ def test_two_api_processes_behind_one_port_share_the_submits_and_settle_each_onc
     stack: Stack,
 ) -> None:
     api = stack.start_api(processes=2)
-    children = _started_children(api.process, 2)
+    children = started_children(api.process, 2)
     assert children == api.process.children()
     stack.start_worker(wait_started=True)
     with ApiClient(api.url) as client:
@@ -94,7 +61,7 @@ def test_two_api_processes_behind_one_port_share_the_submits_and_settle_each_onc
     answers = _submit_on_fresh_connections(api.url, requests)
 
     assert [answer.status_code for answer in answers] == [202] * STREAM
-    assert _pids_that_answered(api.process, "/payments/transfer") == children
+    assert pids_that_answered(api.process, "/payments/transfer") == children
     with ApiClient(api.url) as client:
         settled = client.wait_all_final(
             [
@@ -116,14 +83,14 @@ def test_two_api_processes_behind_one_port_share_the_submits_and_settle_each_onc
 
 def test_an_api_process_killed_is_replaced_and_the_port_keeps_answering(stack: Stack) -> None:
     api = stack.start_api(processes=2)
-    children = _started_children(api.process, 2)
+    children = started_children(api.process, 2)
     victim = min(children)
 
     os.kill(victim, signal.SIGKILL)
     with ApiClient(api.url) as client:
         # The survivor answers meanwhile: the port never closed.
         client.customer()
-    replaced = _started_children(api.process, 3) - {victim}
+    replaced = started_children(api.process, 3) - {victim}
     assert replaced == api.process.children()
     assert len(replaced) == 2
     assert api.process.terminate(timeout=EXIT_TIMEOUT_S) == 0

@@ -42,8 +42,7 @@ def _count(db: Database, sql: str) -> int:
     return value
 
 
-@pytest.mark.sqlite_only  # PostgreSQL: one write per transaction (test_concurrent_writers)
-def test_writes_queued_together_share_one_transaction(
+def test_writes_queued_together_share_one_transaction_where_the_engine_lets_them(
     db: Database, writer: GroupCommitter, alice: Customer, bob: Customer
 ) -> None:
     gate = threading.Event()
@@ -57,7 +56,10 @@ def test_writes_queued_together_share_one_transaction(
 
     assert len(ids) == 20
     assert _count(db, "SELECT count(*) FROM payments") == 20
-    assert writer.groups <= 2  # the blocker's group, then (at most) one for all twenty
+    if db.engine.writes_share_transactions:
+        assert writer.groups <= 2  # the blocker's group, then (at most) one for all twenty
+    else:
+        assert writer.groups == 21  # plain writes, not batched: each in its own
 
 
 def test_a_failing_write_is_rolled_back_alone(
@@ -114,7 +116,6 @@ def test_close_commits_what_is_queued(db: Database, alice: Customer, bob: Custom
     assert _count(db, "SELECT count(*) FROM payments") == 5
 
 
-@pytest.mark.sqlite_only  # PostgreSQL: one write per transaction (test_concurrent_writers)
 def test_writes_from_a_loop_are_resolved_on_it_in_one_call_per_commit(
     db: Database, writer: GroupCommitter, alice: Customer, bob: Customer
 ) -> None:
@@ -131,10 +132,13 @@ def test_writes_from_a_loop_are_resolved_on_it_in_one_call_per_commit(
         loop.call_soon_threadsafe = counting  # type: ignore[method-assign,assignment]
         gate = threading.Event()
         blocked = writer.submit(lambda conn: gate.wait(10))
-        transfers = [payments.Transfer(alice.main.id, bob.main.id, 1, "USD") for _ in range(10)]
+        transfer = payments.Transfer(alice.main.id, bob.main.id, 1, "USD")
         futures = [
-            writer.submit_async(payments.submit_transfer, alice.user.id, t, f"loop-{n}")
-            for n, t in enumerate(transfers)
+            writer.submit_batched_async(
+                payments.submit_transfers,
+                payments.TransferRequest(alice.user.id, transfer, f"loop-{n}"),
+            )
+            for n in range(10)
         ]
         gate.set()
         results = await asyncio.gather(*futures)
@@ -198,15 +202,18 @@ def test_then_is_not_run_for_a_write_that_failed(writer: GroupCommitter) -> None
     assert called == []
 
 
-@pytest.mark.sqlite_only  # PostgreSQL: one write per transaction
 def test_batched_writes_of_one_commit_are_run_by_one_call_in_order(
     db: Database, writer: GroupCommitter
 ) -> None:
-    calls: list[list[int]] = []
+    calls: list[list[int] | str] = []
 
     def record(conn: Connection, items: list[int]) -> list[int | Exception]:
         calls.append(list(items))
         return [item * 10 if item != 3 else NotFound("three") for item in items]
+
+    def plain_write(conn: Connection) -> str:
+        calls.append("plain")
+        return "plain"
 
     async def main() -> list[object]:
         gate = threading.Event()
@@ -214,7 +221,7 @@ def test_batched_writes_of_one_commit_are_run_by_one_call_in_order(
         futures: list[asyncio.Future[Any]] = [
             writer.submit_batched_async(record, n) for n in range(5)
         ]
-        plain = writer.submit_async(lambda conn: "plain")
+        plain = writer.submit_async(plain_write)
         futures += [writer.submit_batched_async(record, n) for n in range(5, 7)]
         gate.set()
         results: list[object] = await asyncio.gather(*futures, plain, return_exceptions=True)
@@ -223,14 +230,18 @@ def test_batched_writes_of_one_commit_are_run_by_one_call_in_order(
 
     results = asyncio.run(main())
 
-    # One call for the run before the plain write, one for the run after it.
-    assert calls == [[0, 1, 2, 3, 4], [5, 6]]
+    # One call for the run before the plain write, one for the run after it: in the
+    # order they were submitted, whether or not they shared a transaction.
+    assert calls == [[0, 1, 2, 3, 4], "plain", [5, 6]]
     assert results[:3] + results[4:7] == [0, 10, 20, 40, 50, 60]
     assert isinstance(results[3], NotFound)
     assert results[7] == "plain"
+    if db.engine.writes_share_transactions:
+        assert writer.groups <= 2  # the blocker's, then (at most) one for the rest
+    else:
+        assert writer.groups == 4  # the blocker, the first run, the plain write, the run
 
 
-@pytest.mark.sqlite_only  # PostgreSQL: one write per transaction
 def test_a_batch_that_fails_is_undone_and_each_write_runs_alone(
     db: Database, writer: GroupCommitter, alice: Customer, bob: Customer
 ) -> None:
@@ -258,3 +269,7 @@ def test_a_batch_that_fails_is_undone_and_each_write_runs_alone(
     opened = {row[0] for row in db.connection().execute("SELECT id FROM accounts")}
     assert {first, last} <= opened
     assert _count(db, "SELECT count(*) FROM accounts") == 6  # two each for alice, bob
+    if db.engine.writes_share_transactions:
+        assert writer.groups <= 2  # the blocker's, then (at most) one for the three
+    else:
+        assert writer.groups == 4  # the blocker, then each write in a transaction of its own

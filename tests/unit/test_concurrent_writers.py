@@ -5,6 +5,7 @@ number of API and worker processes, end as they do on one."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -17,7 +18,7 @@ from shared.committer import GroupCommitter
 from shared.engine import settle_pending
 from shared.errors import EmailTaken, LastApiKey, TooManyApiKeys
 from shared.payments import Transfer, submit_transfer
-from shared.records import PaymentStatus
+from shared.records import Deposit, PaymentStatus
 from shared.store import Connection, Database
 from shared.users import create_api_key, key_id_of, revoke_api_key, sign_up
 from tests.unit.helpers import Customer, balance_of, count_rows, pay, reopened
@@ -263,3 +264,71 @@ def test_api_writes_from_two_processes_locking_in_opposite_orders_never_deadlock
 
 def _wait_for(conn: Connection, gate: threading.Event) -> bool:
     return gate.wait(DEADLINE_S)
+
+
+@pytest.mark.postgresql_only  # SQLite has one writer at a time: it cannot deadlock
+def test_a_deposit_and_a_transfer_queued_together_never_deadlock_with_a_settle(
+    db: Database, other: Database, alice: Customer, bob: Customer
+) -> None:
+    """A settling worker (another process) holds bob's account and is about to take the
+    commit order, while the API has a deposit to alice and a transfer from bob queued.
+    In one transaction, the deposit's events would hold the commit order while the
+    transfer waits for bob: a deadlock, which PostgreSQL breaks after a second by
+    aborting one side (the committer's would be run again, the deposit with it). Each
+    in a transaction of its own, the deposit commits, then the transfer waits for bob."""
+    settle_holds_bob, transfer_waits = threading.Event(), threading.Event()
+    deposits_run: list[str] = []
+
+    def settle(conn: Connection) -> None:
+        conn.engine.lock_accounts(conn, [bob.main.id])
+        settle_holds_bob.set()
+        assert transfer_waits.wait(DEADLINE_S)
+        conn.engine.order_commits(conn)
+
+    def deposit(conn: Connection) -> tuple[Deposit, bool]:
+        deposits_run.append(alice.main.id)
+        return accounts.deposit(
+            conn, alice.user.id, alice.main.id, amount=5, description=None, idempotency_key="d"
+        )
+
+    writer = GroupCommitter(db)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            settling = pool.submit(_in_one_transaction, other, settle)  # never run again
+            assert settle_holds_bob.wait(DEADLINE_S)
+            gate = threading.Event()
+            writer.submit(_wait_for, gate)  # queue the next two behind it
+            deposited = writer.submit(deposit)
+            transfer = Transfer(bob.main.id, alice.main.id, 7, "USD")
+            submitted = writer.submit(submit_transfer, bob.user.id, transfer, "t")
+            gate.set()
+            _wait_for_a_lock_wait(db)
+            transfer_waits.set()
+            settling.result(DEADLINE_S)
+        assert deposited.result(DEADLINE_S)[1] is False
+        assert submitted.result(DEADLINE_S)[1] is False
+    finally:
+        writer.close()
+
+    assert deposits_run == [alice.main.id]
+    assert writer.groups == 3  # the gate, the deposit, the transfer
+    assert balance_of(db, alice.main.id) == 1005
+    assert verify(db) == []
+
+
+def _in_one_transaction(db: Database, fn: Callable[[Connection], T]) -> T:
+    """``fn`` in one write transaction, not run again if PostgreSQL aborts it."""
+    with db.write() as conn:
+        return fn(conn)
+
+
+def _wait_for_a_lock_wait(db: Database) -> None:
+    """Until a session on the database waits for a lock another holds."""
+    query = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    deadline = time.monotonic() + DEADLINE_S
+    while not db.connection().execute(query).fetchone()[0]:
+        assert time.monotonic() < deadline, "no session ever waited for a lock"
+        threading.Event().wait(0.01)

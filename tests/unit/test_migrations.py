@@ -71,7 +71,7 @@ def test_migrate_brings_a_blank_database_to_the_latest_version(blank: Database) 
 
 def test_both_backends_have_the_same_schema_versions() -> None:
 
-    assert len(SQLITE.migrations) == len(POSTGRES.migrations) == 8
+    assert len(SQLITE.migrations) == len(POSTGRES.migrations) == 9
 
 
 def _deposit_as_version_1(db: Database, account: Account, amount: int) -> None:
@@ -187,8 +187,8 @@ def test_p2p_migrate_upgrades_a_first_version_database_in_place(
 
     out = _p2p_migrate(monkeypatch, capsys, blank_database_url)
 
-    assert "schema version 1 -> 8" in out
-    assert blank.schema_version() == 8
+    assert "schema version 1 -> 9" in out
+    assert blank.schema_version() == 9
     assert _snapshot_before_8(blank) == before
     assert "api_keys_user" not in _indexes(blank)
     assert "api_keys_user_seq" in _indexes(blank)
@@ -233,7 +233,7 @@ def test_a_database_with_settled_payments_takes_migration_4_and_keeps_settling(
     assert blank.migrate(target=4) == 4
 
     assert _snapshot_before_8(blank) == before
-    assert blank.migrate() == 8
+    assert blank.migrate() == 9
     pending = pay(blank, bob.main, alice.savings, 200)
     [done] = settle_pending(blank, limit=10)
     assert (done.id, done.status) == (pending.id, PaymentStatus.COMPLETED)
@@ -255,7 +255,7 @@ def test_a_version_7_database_with_data_takes_migration_8_and_keeps_every_rule(
     pending = _pay_as_version_1(blank, bob.main, alice.savings, 100)
     before = _snapshot_before_8(blank)
 
-    assert blank.migrate() == 8
+    assert blank.migrate() == 9
 
     assert _snapshot_before_8(blank) == before
     assert verify(blank) == []
@@ -295,3 +295,25 @@ def _key_of(db: Database, payment_id: str) -> str:
         .fetchone()[0]
     )
     return key
+
+
+def test_a_version_8_database_with_data_takes_migration_9_and_keeps_moving_balances(
+    blank: Database,
+) -> None:
+    assert blank.migrate(target=8) == 8
+    alice, bob = new_customer(blank, "Alice"), new_customer(blank, "Bob")
+    settle_pending(blank, limit=10)
+    settled = pay(blank, alice.main, bob.main, 300)
+    settle_pending(blank, limit=10)
+    before = snapshot(blank)
+
+    assert blank.migrate() == 9
+
+    assert snapshot(blank) == before
+    for amount in (100, 50, 5000):  # the last: insufficient funds
+        pay(blank, bob.main, alice.main, amount)
+    [*_, failed] = settle_pending(blank, limit=10)
+    assert failed.failure_code is FailureCode.INSUFFICIENT_FUNDS
+    assert get_payment(blank, alice.user.id, settled.id).status is PaymentStatus.COMPLETED
+    assert (balance_of(blank, alice.main.id), balance_of(blank, bob.main.id)) == (850, 1150)
+    assert verify(blank) == []

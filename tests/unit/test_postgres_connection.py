@@ -5,23 +5,37 @@ from __future__ import annotations
 
 import pytest
 
-from shared.store.postgres import row_class, shown_url, translate
+from shared.store.postgres import Statement, row_class, shown_url, translate
 
 
 @pytest.mark.parametrize(
-    ("store_sql", "psycopg_sql"),
+    ("store_sql", "postgres_sql"),
     [
-        ("SELECT * FROM t WHERE id = ? AND n < ?", "SELECT * FROM t WHERE id = %s AND n < %s"),
-        ("WHERE owner = :owner AND seq < :before", "WHERE owner = %(owner)s AND seq < %(before)s"),
-        ("SELECT 'a ? :b 50%' || ?", "SELECT 'a ? :b 50%%' || %s"),
-        ("SELECT x::text, y % 2 FROM t", "SELECT x::text, y %% 2 FROM t"),
+        ("SELECT * FROM t WHERE id = ? AND n < ?", "SELECT * FROM t WHERE id = $1 AND n < $2"),
+        ("SELECT 'a ? :b 50%' || ?", "SELECT 'a ? :b 50%' || $1"),
+        ("SELECT x::text, y % 2 FROM t WHERE z = ?", "SELECT x::text, y % 2 FROM t WHERE z = $1"),
         ("SELECT 'it''s ?'", "SELECT 'it''s ?'"),
     ],
 )
-def test_placeholders_become_psycopgs_outside_string_literals(
-    store_sql: str, psycopg_sql: str
+def test_question_marks_become_numbered_placeholders_outside_string_literals(
+    store_sql: str, postgres_sql: str
 ) -> None:
-    assert translate(store_sql) == psycopg_sql
+    statement = translate(store_sql)
+
+    assert statement == Statement(postgres_sql, ())
+    assert statement.values(("a", 2)) == ("a", 2)
+
+
+def test_names_become_numbered_placeholders_and_their_values_are_put_in_that_order() -> None:
+    statement = translate("WHERE owner = :owner AND seq < :before OR creator = :owner")
+
+    assert statement.sql == "WHERE owner = $1 AND seq < $2 OR creator = $1"
+    assert statement.values({"before": 7, "owner": "usr_1", "unused": 0}) == ("usr_1", 7)
+
+
+def test_both_kinds_of_placeholder_in_one_statement_are_refused() -> None:
+    with pytest.raises(ValueError, match="both"):
+        translate("WHERE a = ? AND b = :b")
 
 
 def test_a_row_reads_by_name_by_index_and_unpacks_like_sqlite3_row() -> None:

@@ -139,8 +139,8 @@ def test_an_entry_moves_its_accounts_balance(db: Database, alice: Customer) -> N
 def test_entries_written_in_one_statement_leave_the_newest_balance(
     db: Database, alice: Customer
 ) -> None:
-    # How settling writes a group: on PostgreSQL row triggers that run after an insert
-    # run at the end of the statement, in row order.
+    # How settling writes a group: on PostgreSQL the balance moves once, at the end of
+    # the statement, to the newest entry's.
     deposits = [insert_deposit_row(db.connection(), alice.main.id, 10) for _ in range(3)]
     rows = [
         (new_id("led"), alice.main.id, "credit", 10, 1000 + 10 * n, deposit_id, to_text(utcnow()))
@@ -154,6 +154,9 @@ def test_entries_written_in_one_statement_leave_the_newest_balance(
     )
 
     assert balance_of(db, alice.main.id) == 1030
+    *_, newest = ledger_rows(db, alice.main.id)
+    account = get_account(db, alice.user.id, alice.main.id)
+    assert to_text(account.updated_at) == newest["created_at"] == rows[-1][-1]
     assert verify(db) == []
 
 

@@ -111,6 +111,30 @@ def test_held_money_never_passes_the_balance(db: Database, alice: Customer) -> N
         db.connection().execute("UPDATE accounts SET balance = 999 WHERE id = ?", (alice.main.id,))
 
 
+def test_an_entry_that_spends_held_money_is_refused_though_a_later_one_in_its_statement_repays_it(
+    db: Database, alice: Customer, bob: Customer
+) -> None:
+    db.connection().execute("UPDATE accounts SET held = 950 WHERE id = ?", (alice.main.id,))
+    before = snapshot(db)
+
+    with refused(db, "accounts_held_within_balance|CHECK"), db.write() as conn:
+        spent = _payment(conn, alice.main, bob.main, amount=100)
+        repaid = _payment(conn, bob.main, alice.main, amount=100)
+        # Alice's 1,000 goes to 900 (below the 950 held), then back to 1,000.
+        rows = [
+            (new_id("led"), alice.main.id, "debit", 100, 900, spent, NOW),
+            (new_id("led"), alice.main.id, "credit", 100, 1000, repaid, NOW),
+        ]
+        conn.execute(
+            "INSERT INTO ledger_entries"
+            " (id, account_id, direction, amount, balance_after, payment_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?)",
+            [value for row in rows for value in row],
+        )
+
+    assert snapshot(db) == before
+
+
 def test_a_debit_that_would_spend_held_money_is_refused(
     db: Database, alice: Customer, bob: Customer
 ) -> None:

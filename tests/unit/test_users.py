@@ -3,6 +3,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+import anyio
+import anyio.to_thread
 import pytest
 
 from shared.errors import EmailTaken, LastApiKey, NotFound
@@ -12,13 +14,16 @@ from shared.users import (
     KEY_PATTERN,
     KEY_PREFIX,
     SIGNING_SECRET_PATTERN,
+    KeyHolder,
     authenticate,
     authenticate_key,
+    authenticate_key_on_loop,
     create_api_key,
     key_id_of,
     revoke_api_key,
     sign_up,
 )
+from tests.backends import open_database
 from tests.unit.helpers import count_rows
 
 
@@ -167,3 +172,49 @@ def test_a_signing_key_has_a_secret_stored_to_verify_with_and_a_plain_key_none(
     assert plain is not None
     assert (plain.key_id, plain.signing_secret) == (key_id_of(first), None)
     assert db.run(create_api_key, user.id, max_keys=10).signing_secret is None
+
+
+def test_a_key_is_looked_up_from_an_event_loop_without_a_worker_thread(db: Database) -> None:
+    user, api_key = db.run(sign_up, "Ada", "ada@example.com")
+    signing = db.run(create_api_key, user.id, Signing.REQUIRED, max_keys=10)
+
+    async def look_up() -> list[KeyHolder | None]:
+        async with db.event_loop_reads():
+            limiter = anyio.to_thread.current_default_thread_limiter()
+            # Every worker thread's token taken: a lookup handed to a thread waits for ever.
+            for _ in range(int(limiter.total_tokens)):
+                limiter.acquire_on_behalf_of_nowait(object())
+            with anyio.fail_after(10):
+                return [
+                    await authenticate_key_on_loop(db, key)
+                    for key in (api_key, signing.api_key, api_key[:-1] + "x", "p2p_\x00")
+                ]
+
+    plain, signed, wrong, malformed = anyio.run(look_up)
+
+    assert plain == KeyHolder(user, key_id_of(api_key), None)
+    assert signed == KeyHolder(user, signing.key.id, signing.signing_secret)
+    assert (wrong, malformed) == (None, None)
+
+
+def test_a_key_revoked_on_another_connection_is_refused_by_the_next_lookup_on_the_loop(
+    db: Database, database_url: str
+) -> None:
+    user, first = db.run(sign_up, "Ada", "ada@example.com")
+    spare = db.run(create_api_key, user.id, max_keys=10)
+    other_process = open_database(database_url)
+
+    async def look_up_around_revocation() -> tuple[KeyHolder | None, KeyHolder | None]:
+        async with db.event_loop_reads():
+            before = await authenticate_key_on_loop(db, first)
+            other_process.run(revoke_api_key, user.id, key_id_of(first))
+            return before, await authenticate_key_on_loop(db, first)
+
+    try:
+        before, after = anyio.run(look_up_around_revocation)
+    finally:
+        other_process.close()
+
+    assert before == KeyHolder(user, key_id_of(first), None)
+    assert after is None
+    assert authenticate(db, spare.api_key) == user

@@ -119,7 +119,11 @@ def test_a_group_that_is_not_full_leaves_nothing_to_settle_ahead(
 
 
 def test_settling_ahead_that_fails_leaves_each_message_settling_its_own(
-    db: Database, settler: Settler, commits: Commits, monkeypatch: pytest.MonkeyPatch
+    db: Database,
+    settler: Settler,
+    commits: Commits,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     user_id, sender, receiver = _funded_pair(db, 100)
     ids = _submit(db, user_id, sender, receiver, 3 * GROUP)
@@ -141,6 +145,11 @@ def test_settling_ahead_that_fails_leaves_each_message_settling_its_own(
     assert commits.next() == ids[GROUP : 2 * GROUP]
     assert failed.get(timeout=WAIT_S) == "ahead"  # and wakes the thread again
     assert _pending(db) == GROUP
+    settler.stop()  # the thread logs each failure after raising it: wait for both lines
+    assert [r.getMessage() for r in caplog.records if r.name == "worker.settler"] == [
+        "settling ahead failed",
+        "settling ahead failed",
+    ]
 
 
 def test_stop_ends_the_thread_and_a_stopped_settler_settles_messages_alone(
