@@ -7,11 +7,13 @@ fixtures fail under CI (a guarantee left untested is a red build) and skip elsew
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -207,3 +209,32 @@ def _start_rank(item: pytest.Item) -> int:
     if TESTS_DIR not in item.path.parents:
         return 2
     return _START_RANK.get(item.path.relative_to(TESTS_DIR).parts[0], 2)
+
+
+@pytest.fixture(autouse=True)
+def pristine_logging() -> Iterator[None]:
+    """Put back what ``configure_logging`` changes for the whole process. Every test
+    that runs ``p2p`` in-process needs it: the handler ``main`` installs writes, at
+    INFO, to the ``sys.stderr`` of that moment (a capture that pytest closes after the
+    test), so every later test's log line would fail to write ("Logging error").
+    pytest's own capture handlers come and go with each phase: only the plain stream
+    handlers a test added are taken away."""
+    root = logging.getLogger()
+    before = set(root.handlers)
+    saved = (root.level, sys.excepthook, threading.excepthook)
+    libraries = {
+        name: (list(logging.getLogger(name).handlers), logging.getLogger(name).propagate)
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "dramatiq")
+    }
+    try:
+        yield
+    finally:
+        for handler in list(root.handlers):
+            if type(handler) is logging.StreamHandler and handler not in before:
+                root.removeHandler(handler)
+        root.setLevel(saved[0])
+        sys.excepthook, threading.excepthook = saved[1], saved[2]
+        logging.captureWarnings(False)
+        for name, (handlers, propagate) in libraries.items():
+            logging.getLogger(name).handlers[:] = handlers
+            logging.getLogger(name).propagate = propagate

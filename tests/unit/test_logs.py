@@ -10,7 +10,6 @@ import logging.config
 import os
 import sys
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -189,28 +188,6 @@ def test_the_text_format_is_one_readable_line_with_its_fields() -> None:
     assert "\n" not in line
 
 
-@pytest.fixture
-def pristine_logging() -> Iterator[None]:
-    """Put back what ``configure_logging`` changes for the whole process."""
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level, sys.excepthook, threading.excepthook)
-    libraries = {
-        name: (list(logging.getLogger(name).handlers), logging.getLogger(name).propagate)
-        for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "dramatiq")
-    }
-    try:
-        yield
-    finally:
-        root.handlers[:] = saved[0]
-        root.setLevel(saved[1])
-        sys.excepthook, threading.excepthook = saved[2], saved[3]
-        logging.captureWarnings(False)
-        for name, (handlers, propagate) in libraries.items():
-            logging.getLogger(name).handlers[:] = handlers
-            logging.getLogger(name).propagate = propagate
-
-
-@pytest.mark.usefixtures("pristine_logging")
 def test_uvicorn_and_dramatiq_log_through_the_one_json_handler() -> None:
     logging.config.dictConfig(LOGGING_CONFIG)  # what uvicorn would set up on its own
     stream = io.StringIO()
@@ -227,7 +204,6 @@ def test_uvicorn_and_dramatiq_log_through_the_one_json_handler() -> None:
     ]
 
 
-@pytest.mark.usefixtures("pristine_logging")
 def test_an_uncaught_exception_in_a_thread_is_one_json_line() -> None:
     stream = io.StringIO()
     configure_logging("INFO", "json", stream)
@@ -245,7 +221,6 @@ def test_an_uncaught_exception_in_a_thread_is_one_json_line() -> None:
     assert "RuntimeError: thread died" in line["exception"]
 
 
-@pytest.mark.usefixtures("pristine_logging")
 def test_the_text_format_is_chosen_by_its_name() -> None:
     stream = io.StringIO()
     configure_logging("WARNING", "text", stream)
