@@ -37,6 +37,7 @@ P2P = str(Path(sys.executable).with_name("p2p"))
 CRASHING_API = str(Path(__file__).with_name("crashing_api.py"))
 LATE_WORKER = str(Path(__file__).with_name("late_worker.py"))
 START_TIMEOUT_S = 20.0
+BIND_ATTEMPTS = 3
 SETTLE_TIMEOUT_S = 60.0
 LONG_POLL_S = 10.0
 # A Redis nobody listens on: a process that must not use Redis fails loudly, and never
@@ -230,21 +231,17 @@ class Stack:
 
     def start_api(self, *, processes: int = 1) -> Api:
         """``p2p api`` (``--processes N`` when ``processes`` > 1), answering ``/healthz``."""
-        port = free_port()
-        argv = [P2P, "api", "--port", str(port)]
-        if processes > 1:
-            argv += ["--processes", str(processes)]
-        return self._serving(self.start("api", argv), port)
+        more = ["--processes", str(processes)] if processes > 1 else []
+        return self._serving("api", lambda port: [P2P, "api", "--port", str(port), *more])
 
     def start_crashing_api(self) -> Api:
         """An API that dies between committing a payment and enqueueing it."""
-        port = free_port()
-        process = self.start("crashing-api", [sys.executable, CRASHING_API, "--port", str(port)])
-        return self._serving(process, port)
+        return self._serving(
+            "crashing-api", lambda port: [sys.executable, CRASHING_API, "--port", str(port)]
+        )
 
     def start_dev(self) -> Api:
-        port = free_port()
-        return self._serving(self.start("dev", [P2P, "dev", "--port", str(port)]), port)
+        return self._serving("dev", lambda port: [P2P, "dev", "--port", str(port)])
 
     def verify(self) -> subprocess.CompletedProcess[str]:
         """``p2p verify`` over this stack's database."""
@@ -278,20 +275,37 @@ class Stack:
         for process in self.processes:
             process.close()
 
-    def _serving(self, process: Process, port: int) -> Api:
-        api = Api(process, port)
+    def _serving(self, name: str, argv: Callable[[int], list[str]]) -> Api:
+        """``argv(port)`` started on a free port, once it answers ``/healthz``. A port is
+        free when ``free_port`` sees it, not always still when the server binds it (tests
+        in other processes start servers too): on "address already in use" the server is
+        started again on another."""
+        for _ in range(BIND_ATTEMPTS):
+            port = free_port()
+            process = self.start(name, argv(port))
+            api = Api(process, port)
+            if self._answers(api):
+                return api
+        pytest.fail(f"{name}: every port tried was taken:\n{process.log_text()}")
+
+    @staticmethod
+    def _answers(api: Api) -> bool:
+        """Whether ``api`` answers ``/healthz``; ``False`` when its port was taken."""
+        process = api.process
         with httpx.Client(base_url=api.url, timeout=2.0) as client:
 
             def healthy() -> bool | None:
                 if not process.alive:
-                    pytest.fail(f"{process.name} exited at start:\n{process.log_text()}")
+                    log = process.log_text()
+                    if "address already in use" in log.lower():
+                        return False
+                    pytest.fail(f"{process.name} exited at start:\n{log}")
                 try:
                     return client.get("/healthz").status_code == 200 or None
                 except httpx.TransportError:
                     return None
 
-            poll(healthy, timeout=START_TIMEOUT_S, what=f"{process.name} to answer /healthz")
-        return api
+            return poll(healthy, timeout=START_TIMEOUT_S, what=f"{process.name} to answer /healthz")
 
 
 @dataclass(frozen=True)
